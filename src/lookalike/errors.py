@@ -1,0 +1,77 @@
+"""Typed errors raised by the library. Only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Base class for every error lookalike raises on purpose.
+
+    ``exit_code`` is what the CLI exits with; 2 means "bad input from the user".
+    """
+
+    exit_code = 1
+
+
+class InvalidInput(LookalikeError):
+    """The user gave something we cannot use (bad argument, bad query, bad manifest row)."""
+
+    exit_code = 2
+
+
+class ImageRejected(InvalidInput):
+    """A file could not be used as an image. ``reason`` is a short machine-friendly code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class QueryError(InvalidInput):
+    """A search query could not be resolved (missing file, unknown id, bad URL...)."""
+
+
+class CollectionError(LookalikeError):
+    """Problems with the collection folder itself."""
+
+    exit_code = 2
+
+
+class CollectionNotFound(CollectionError):
+    pass
+
+
+class NotACollection(CollectionError):
+    pass
+
+
+class EmptyCollection(CollectionError):
+    pass
+
+
+class ModelMismatch(CollectionError):
+    pass
+
+
+class ItemNotFound(InvalidInput):
+    pass
+
+
+class ModelUnavailable(LookalikeError):
+    """The model's files could not be found or loaded; the message is a user-facing paragraph."""
+
+    exit_code = 3
+
+
+class SourceError(InvalidInput):
+    """A source (folder, file, manifest) could not be read."""
+
+
+class DownloadError(LookalikeError):
+    """A URL could not be fetched."""
+
+
+class MissingDependency(LookalikeError):
+    """An optional extra is needed for this feature."""
+
+    exit_code = 3

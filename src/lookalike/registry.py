@@ -1,0 +1,106 @@
+"""The model registry, kept as plain data.
+
+Each entry says where a model comes from, what it outputs and how its input is prepared.
+Nothing here loads anything; see ``embedders`` for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import InvalidInput
+
+Kind = Literal["onnx", "phash"]
+Metric = Literal["cosine", "hamming"]
+Pooling = Literal["none", "cls", "mean"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Description of one embedding model.
+
+    ``model_file`` and ``preprocessor_file`` are paths inside ``repo`` (a Hugging Face hub
+    repository) or inside a local model folder. ``output`` names the ONNX output to use
+    (None: the first output); ``pooling`` reduces a (batch, tokens, dim) output to (batch, dim)
+    ("cls" takes token 0).
+    """
+
+    name: str
+    kind: Kind
+    dim: int
+    metric: Metric
+    repo: str | None = None
+    model_file: str | None = None
+    preprocessor_file: str | None = "preprocessor_config.json"
+    output: str | None = None
+    pooling: Pooling = "none"
+    license: str = ""
+    description: str = ""
+    size_mb: int | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.metric == "hamming"
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="clip-vit-b32",
+            kind="onnx",
+            dim=512,
+            metric="cosine",
+            repo="Qdrant/clip-ViT-B-32-vision",
+            model_file="model.onnx",
+            output="image_embeds",
+            license="MIT",
+            description="OpenAI CLIP ViT-B/32 image encoder (ONNX export by Qdrant).",
+            size_mb=352,
+        ),
+        ModelSpec(
+            name="dinov2-small",
+            kind="onnx",
+            dim=384,
+            metric="cosine",
+            repo="Xenova/dinov2-small",
+            model_file="onnx/model.onnx",
+            output="last_hidden_state",
+            pooling="cls",
+            license="Apache-2.0",
+            description="Meta DINOv2 ViT-S/14; the embedding is the CLS token.",
+            size_mb=88,
+        ),
+        ModelSpec(
+            name="resnet50",
+            kind="onnx",
+            dim=2048,
+            metric="cosine",
+            repo="Qdrant/resnet50-onnx",
+            model_file="model.onnx",
+            license="Apache-2.0",
+            description="Microsoft ResNet-50 pooled features (ONNX export by Qdrant).",
+            size_mb=94,
+        ),
+        ModelSpec(
+            name="phash",
+            kind="phash",
+            dim=64,
+            metric="hamming",
+            preprocessor_file=None,
+            license="BSD-2-Clause (algorithm as in imagehash)",
+            description="Weight-free 64-bit DCT perceptual hash; Hamming-distance search.",
+        ),
+    )
+}
+
+DEFAULT_MODEL = "clip-vit-b32"
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise InvalidInput(f"unknown model {name!r}; known models: {known}") from None
