@@ -1,0 +1,284 @@
+"""The ``lookalike`` command. The only place that prints and chooses exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import InvalidInput, LookalikeError
+
+EXIT_USAGE = 2
+
+# Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
+PLUGIN_COMMANDS: list[str] = []
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"lookalike: error: {message}\n(see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between -1 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--collection",
+        metavar="DIR",
+        help="collection folder (default: $LOOKALIKE_COLLECTION or ./.lookalike)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
+    parser = _Parser(prog="lookalike", description="Visual similarity search for image collections.")
+    parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("index", parents=[common], help="add folders, files or manifests to a collection")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder, image file, or CSV/JSONL manifest")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="NAME", help="registry model (default clip-vit-b32; see `lookalike models`)")
+    model.add_argument("--model-path", metavar="DIR", help="local model folder with model.onnx + preprocessor_config.json")
+    p.add_argument("--min-side", type=_positive_int, metavar="PX", help="skip images whose shorter side is below PX")
+    p.add_argument("--max-aspect", type=_positive_float, metavar="R", help="skip images longer than R times their width (banners)")
+    p.add_argument("--max-megapixels", type=_positive_float, default=100.0, metavar="MP", help="decompression-bomb limit (default 100)")
+    p.add_argument("--workers", type=_non_negative_int, metavar="N", help="decode processes (default: CPU count; 0 = in-process)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="model batch size (default 32)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="model inference threads (default: CPU count)")
+    p.add_argument("--download-workers", type=_positive_int, default=16, metavar="N", help="parallel URL downloads (default 16)")
+    p.add_argument("--download-timeout", type=_positive_float, default=30.0, metavar="S", help="per-file download timeout in seconds (default 30)")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("search", parents=[common], help="find the images most similar to a query")
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="image file, http(s) URL (with --allow-urls) or id:ITEM_ID")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of results (default 10)")
+    p.add_argument("--threshold", type=_score, metavar="S", help="only results with score >= S")
+    p.add_argument("--label", help="only results with this label")
+    p.add_argument("--model", metavar="NAME", help="refuse unless the collection was built with this model")
+    p.add_argument("--allow-urls", action="store_true", help="allow http(s) URL queries to be fetched")
+    p.add_argument("--json", action="store_true", help="one JSON object per query per line")
+
+    p = sub.add_parser("info", parents=[common], help="describe a collection")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("remove", parents=[common], help="remove items by id")
+    p.add_argument("ids", nargs="+", metavar="ID")
+
+    p = sub.add_parser("export", parents=[common], help="export ids, paths, labels, metadata and vectors")
+    p.add_argument("--format", required=True, choices=["npy", "parquet"])
+    p.add_argument("out", metavar="OUT")
+
+    sub.add_parser("models", parents=[common], help="list the models in the registry")
+
+    # Commands of other parts (server, duplicates, neighbours...) register themselves:
+    # each module has ``register(sub, common)`` adding a parser with ``set_defaults(func=...)``.
+    for module_name in PLUGIN_COMMANDS:
+        importlib.import_module(module_name).register(sub, common)
+    return parser
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="lookalike: %(levelname)s: %(message)s")
+
+
+def _open(args: argparse.Namespace, *, create: bool = False, model: str | None = None, model_path: str | None = None) -> Any:
+    from .collection import Collection
+
+    return Collection.open(args.collection, model, model_path=model_path, create=create)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .decode import DecodeLimits
+    from .download import DownloadOptions
+    from .progress import Progress
+
+    coll = _open(args, create=True, model=args.model, model_path=args.model_path)
+    limits = DecodeLimits(
+        max_megapixels=args.max_megapixels, min_side=args.min_side, max_aspect=args.max_aspect
+    )
+    show = not args.no_progress and sys.stderr.isatty()
+    progress = Progress() if show else None
+    try:
+        report = coll.add(
+            args.sources,
+            limits=limits,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            progress=progress,
+            download_options=DownloadOptions(workers=args.download_workers, timeout=args.download_timeout),
+        )
+    finally:
+        if progress:
+            progress.close()
+        coll.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        d = report.to_dict()
+        print(
+            f"indexed {d['indexed']}, unchanged {d['unchanged']}, renamed {d['renamed']}, "
+            f"removed {d['removed']}, skipped {d['skipped']}"
+        )
+        for path, reason, detail in report.skipped_files[:10]:
+            print(f"  skipped {path}: {reason}{' (' + detail + ')' if detail else ''}")
+        if len(report.skipped_files) > 10:
+            print(f"  ... and {len(report.skipped_files) - 10} more (`lookalike info` lists them)")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    coll = _open(args, model=args.model)
+    try:
+        for query in args.queries:
+            hits = coll.search(query, k=args.k, threshold=args.threshold, label=args.label, allow_urls=args.allow_urls)
+            if args.json:
+                results = [
+                    {"rank": h.rank, "id": h.id, "path": h.path, "score": round(h.score, 6), "label": h.label}
+                    for h in hits
+                ]
+                print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
+            else:
+                print(f"{query}:")
+                if not hits:
+                    print("  (no results)")
+                for h in hits:
+                    print(f"  {h.rank:>3}  {h.score:.4f}  {h.label or '-':<12}  {h.id}")
+    finally:
+        coll.close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        info = coll.info()
+    finally:
+        coll.close()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    idx = info["index"]
+    print(f"collection: {info['collection']}")
+    print(f"items:      {info['items']}")
+    print(f"model:      {info['model']} ({info['dim']} dims, {info['metric']})")
+    print(f"index:      {idx['type']}, {idx['count']} vectors, {idx['bytes']} bytes{'' if idx['current'] else ' (stale: rebuilt on next search)'}")
+    print(f"vectors:    {info['vectors']['bytes']} bytes ({info['vectors']['dtype']})")
+    print(f"skipped:    {len(info['skipped'])}")
+    for s in info["skipped"]:
+        print(f"  {s['path']}: {s['reason']}{' (' + s['detail'] + ')' if s['detail'] else ''}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        n = coll.remove(args.ids)
+    finally:
+        coll.close()
+    print(f"removed {n}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        n = coll.export(args.format, args.out)
+    finally:
+        coll.close()
+    print(f"exported {n} items to {args.out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import DEFAULT_MODEL, MODELS
+
+    for spec in MODELS.values():
+        default = " (default)" if spec.name == DEFAULT_MODEL else ""
+        source = spec.repo or "built in, no weights"
+        print(f"{spec.name:<14} {spec.dim:>5} dims  {spec.metric:<7}  {source}{default}")
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "info": cmd_info,
+    "remove": cmd_remove,
+    "export": cmd_export,
+    "models": cmd_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        handler = COMMANDS.get(args.command) or args.func
+        return int(handler(args))
+    except LookalikeError as exc:
+        message = str(exc).strip() or type(exc).__name__
+        print(f"lookalike: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lookalike: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _entry()
+
+
+__all__ = ["main", "build_parser", "InvalidInput"]

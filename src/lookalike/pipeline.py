@@ -1,0 +1,174 @@
+"""Decode workers: read -> hash -> decode -> normalise -> filter -> prepare model input.
+
+Runs in a pool of processes that overlaps with model inference in the parent. The number of
+tasks in flight is bounded (a sliding window of futures), so memory stays bounded however
+long the input is. One bad file never stops a run: every failure becomes a "skipped" result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodeLimits, decode_image, pixel_hash
+from .embedders.base import Preparer
+from .errors import ImageRejected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    key: int
+    path: str
+    expect_hash: str | None = None
+    """If the file's content hash equals this, the result is "same" and nothing is decoded."""
+
+
+@dataclass
+class Result:
+    key: int
+    status: str  # "ok" | "same" | "skipped"
+    size: int | None = None
+    mtime_ns: int | None = None
+    content_hash: str | None = None
+    reason: str = ""
+    detail: str = ""
+    pixel_hash: bytes | None = None
+    phash: int | None = None
+    width: int | None = None
+    height: int | None = None
+    prepared: np.ndarray | None = None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_content_hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def process(task: Task, preparer: Preparer, limits: DecodeLimits) -> Result:
+    """Everything done to one file, in one place. Never raises."""
+    from .phash import phash_int
+
+    try:
+        st = os.stat(task.path)
+        with open(task.path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return Result(task.key, "skipped", reason="unreadable", detail=exc.strerror or str(exc))
+    result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
+    result.content_hash = content_hash(data)
+    if task.expect_hash is not None and task.expect_hash == result.content_hash:
+        result.status = "same"
+        return result
+    try:
+        decoded = decode_image(data, limits)
+        image = decoded.image
+        result.pixel_hash = pixel_hash(image)
+        result.phash = phash_int(image)
+        result.width, result.height = decoded.width, decoded.height
+        result.prepared = preparer(image)
+    except ImageRejected as exc:
+        result.status, result.reason, result.detail = "skipped", exc.reason, exc.detail
+    except Exception as exc:  # a decoder bug must not stop the run
+        log.debug("unexpected error on %s", task.path, exc_info=True)
+        result.status, result.reason, result.detail = "skipped", "error", f"{type(exc).__name__}: {exc}"
+    return result
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(preparer: Preparer, limits: DecodeLimits) -> None:
+    _worker_state["preparer"] = preparer
+    _worker_state["limits"] = limits
+
+
+def _work(task: Task) -> Result:
+    return process(task, _worker_state["preparer"], _worker_state["limits"])
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))
+
+
+def run(
+    tasks: Iterable[Task],
+    preparer: Preparer,
+    limits: DecodeLimits,
+    *,
+    workers: int,
+    max_in_flight: int = 128,
+) -> Iterator[Result]:
+    """Process tasks, yielding results in submission order.
+
+    ``workers=0`` runs in this process (handy for tests and tiny jobs).
+    """
+    if workers <= 0:
+        for task in tasks:
+            yield process(task, preparer, limits)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(preparer, limits)
+    )
+    window: deque[tuple[Task, Future[Result]]] = deque()
+    try:
+        it = iter(tasks)
+        exhausted = False
+        while True:
+            while not exhausted and len(window) < max_in_flight:
+                try:
+                    task = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                window.append((task, pool.submit(_work, task)))
+            if not window:
+                break
+            task, fut = window.popleft()
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                # A worker died (out of memory on a hostile file, a crash in a codec...).
+                # Restart the pool and retry the unfinished tasks one at a time in-process,
+                # so the culprit is found and only it is skipped.
+                log.warning("a decode worker died; retrying the unfinished files")
+                pending = [task] + [t for t, _ in window]
+                window.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=ctx,
+                    initializer=_init_worker,
+                    initargs=(preparer, limits),
+                )
+                for t in pending:
+                    single = ProcessPoolExecutor(
+                        max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(preparer, limits)
+                    )
+                    try:
+                        yield single.submit(_work, t).result()
+                    except BrokenProcessPool:
+                        yield Result(t.key, "skipped", reason="crashed-decoder", detail="the decoder process died")
+                    finally:
+                        single.shutdown(wait=False, cancel_futures=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

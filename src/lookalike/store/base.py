@@ -1,0 +1,39 @@
+"""The vector-store interface: every ANN backend (FAISS flat/HNSW/IVF, Milvus...) implements it.
+
+Ids are int64 vector slots from the catalog. Scores are "higher is more similar": cosine
+similarity for float vectors, ``1 - hamming / bits`` for binary codes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class VectorStore(ABC):
+    kind: str = "abstract"
+
+    @abstractmethod
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under int64 ids."""
+
+    @abstractmethod
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove ids (unknown ids are ignored)."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, ids), each (n_queries, k); missing neighbours have id -1."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write to ``path`` atomically (temporary file + rename)."""
+
+    def info(self) -> dict[str, Any]:
+        return {"type": self.kind, "count": len(self)}

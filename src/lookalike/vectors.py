@@ -1,0 +1,61 @@
+"""Stored vectors: one raw row-major file addressed by slot, separate from any index.
+
+Rows are written with ``pwrite`` and fsynced *before* the catalog commits the items that
+point at them, so a crash can leave unused rows past the catalog's ``next_slot`` (they are
+overwritten later) but never a committed item without its vector. Reads are memory-mapped:
+the OS page cache holds the data, not a private copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class VectorFile:
+    def __init__(self, path: Path, dtype: np.dtype[Any] | str, width: int) -> None:
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        self.width = int(width)
+        self.row_bytes = self.dtype.itemsize * self.width
+
+    def write(self, first_slot: int, rows: np.ndarray) -> None:
+        """Write ``rows`` at slots ``first_slot, first_slot + 1, ...`` and fsync."""
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise ValueError(f"expected rows of width {self.width}, got shape {rows.shape}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            data = rows.tobytes()
+            offset = first_slot * self.row_bytes
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
+                offset += written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def matrix(self, n_slots: int) -> np.ndarray:
+        """A read-only memory map of the first ``n_slots`` rows (zero rows if none)."""
+        if n_slots <= 0 or not self.path.exists():
+            return np.zeros((0, self.width), dtype=self.dtype)
+        available = self.path.stat().st_size // self.row_bytes
+        n = min(n_slots, available)
+        if n == 0:
+            return np.zeros((0, self.width), dtype=self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n, self.width))
+
+    def read(self, slots: np.ndarray | list[int], n_slots: int) -> np.ndarray:
+        mat = self.matrix(n_slots)
+        idx = np.asarray(slots, dtype=np.int64)
+        if idx.size and (idx.max() >= mat.shape[0] or idx.min() < 0):
+            raise IndexError("vector slot out of range: the vectors file is shorter than the catalog")
+        return np.array(mat[idx], dtype=self.dtype)
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0

@@ -1,0 +1,76 @@
+"""Shared fixtures. Tests never touch the network (only 127.0.0.1) nor ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "images"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub access in tests, ever."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LOOKALIKE_COLLECTION", raising=False)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A copy of the shipped CC0 sample photos (10 labels x 6), safe to modify."""
+    dest = tmp_path / "photos"
+    shutil.copytree(EXAMPLES, dest, ignore=shutil.ignore_patterns("LICENSE"))
+    return dest
+
+
+def _cli_command() -> list[str]:
+    script = Path(sys.executable).parent / "lookalike"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "lookalike"]
+
+
+class CliResult:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., CliResult]:
+    """Run the real ``lookalike`` console script; returns code/out/err."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> CliResult:
+        full_env = dict(os.environ)
+        full_env["HF_HUB_OFFLINE"] = "1"
+        full_env.pop("LOOKALIKE_COLLECTION", None)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run(
+            [*_cli_command(), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd or tmp_path,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return CliResult(proc)
+
+    return run
