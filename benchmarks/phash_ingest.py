@@ -44,7 +44,10 @@ def main() -> None:
         ih_s = time.perf_counter() - t0
 
         results = {}
-        for label, workers in (("lookalike (default workers)", None), ("lookalike (in-process, 1 core)", 0)):
+        for label, workers in (
+            ("lookalike (default workers)", None),
+            ("lookalike (in-process, 1 core)", 0),
+        ):
             coll = Collection.open(Path(tmp) / f"coll-{workers}", "phash")
             t0 = time.perf_counter()
             report = coll.add(data, workers=workers)

@@ -29,7 +29,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="use the first N images")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--workers", type=int, default=None, help="decode workers for index (default: CPU count)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="decode workers for index (default: CPU count)"
+    )
     args = ap.parse_args()
 
     files = dataset_files(args.limit)
@@ -64,10 +66,16 @@ def main() -> None:
         e2e_rate = report.indexed / e2e_s
 
     n = len(files)
-    print(f"images={n} batch={args.batch_size} threads={args.threads} cores={os.cpu_count()} model=resnet18-shaped ONNX")
+    print(
+        f"images={n} batch={args.batch_size} threads={args.threads} cores={os.cpu_count()} model=resnet18-shaped ONNX"
+    )
     print(f"model only : {model_rate:7.1f} img/s ({model_s:.1f} s)")
-    print(f"end to end : {e2e_rate:7.1f} img/s ({e2e_s:.1f} s, indexed {report.indexed}, skipped {report.skipped})")
-    print(f"pipeline efficiency (end-to-end / model-only): {e2e_rate / model_rate:.3f}  (target >= 0.9)")
+    print(
+        f"end to end : {e2e_rate:7.1f} img/s ({e2e_s:.1f} s, indexed {report.indexed}, skipped {report.skipped})"
+    )
+    print(
+        f"pipeline efficiency (end-to-end / model-only): {e2e_rate / model_rate:.3f}  (target >= 0.9)"
+    )
     assert np.isfinite(e2e_rate)
 
 

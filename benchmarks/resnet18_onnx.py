@@ -47,14 +47,24 @@ class _Graph:
         fan_in = cin * k * k
         self.inits.append(
             numpy_helper.from_array(
-                (self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / fan_in)).astype(np.float32), w
+                (self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / fan_in)).astype(
+                    np.float32
+                ),
+                w,
             )
         )
         self.inits.append(numpy_helper.from_array(np.zeros(cout, dtype=np.float32), b))
         y = self.name("conv")
         pad = k // 2
         self.nodes.append(
-            helper.make_node("Conv", [x, w, b], [y], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
+            helper.make_node(
+                "Conv",
+                [x, w, b],
+                [y],
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=[pad] * 4,
+            )
         )
         if relu:
             r = self.name("relu")
@@ -65,7 +75,9 @@ class _Graph:
     def block(self, x: str, cin: int, cout: int, stride: int) -> str:
         h = self.conv(x, cin, cout, 3, stride, relu=True)
         h = self.conv(h, cout, cout, 3, 1, relu=False)
-        shortcut = self.conv(x, cin, cout, 1, stride, relu=False) if stride != 1 or cin != cout else x
+        shortcut = (
+            self.conv(x, cin, cout, 1, stride, relu=False) if stride != 1 or cin != cout else x
+        )
         s = self.name("add")
         self.nodes.append(helper.make_node("Add", [h, shortcut], [s]))
         r = self.name("relu")
@@ -77,7 +89,11 @@ def build_resnet18(seed: int = 0) -> onnx.ModelProto:
     g = _Graph(seed)
     x = g.conv("pixel_values", 3, 64, 7, 2, relu=True)
     mp = g.name("pool")
-    g.nodes.append(helper.make_node("MaxPool", [x], [mp], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    g.nodes.append(
+        helper.make_node(
+            "MaxPool", [x], [mp], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        )
+    )
     x = mp
     cin = 64
     for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):

@@ -58,9 +58,13 @@ def main() -> None:
             lat.append(time.perf_counter() - t)
             assert len(hits) == args.k
         ms = np.array(lat) * 1000
-        print(f"items={args.items} dim={args.dim} k={args.k} queries={args.queries} index=flat (exact)")
+        print(
+            f"items={args.items} dim={args.dim} k={args.k} queries={args.queries} index=flat (exact)"
+        )
         print(f"add_vectors: {build:.1f} s; open + first query: {first * 1000:.0f} ms")
-        print(f"id: search latency p50={np.percentile(ms, 50):.2f} ms  p99={np.percentile(ms, 99):.2f} ms  mean={ms.mean():.2f} ms")
+        print(
+            f"id: search latency p50={np.percentile(ms, 50):.2f} ms  p99={np.percentile(ms, 99):.2f} ms  mean={ms.mean():.2f} ms"
+        )
 
 
 if __name__ == "__main__":

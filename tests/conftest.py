@@ -56,7 +56,9 @@ class CliResult:
 def cli(tmp_path: Path) -> Callable[..., CliResult]:
     """Run the real ``lookalike`` console script; returns code/out/err."""
 
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> CliResult:
+    def run(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    ) -> CliResult:
         full_env = dict(os.environ)
         full_env["HF_HUB_OFFLINE"] = "1"
         full_env.pop("LOOKALIKE_COLLECTION", None)

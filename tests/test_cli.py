@@ -21,7 +21,17 @@ def _digest_tree(root: Path) -> dict[str, str]:
 @pytest.fixture
 def indexed(cli, photos: Path, tmp_path: Path) -> Path:
     coll = tmp_path / "coll"
-    r = cli("index", str(photos), "--model", "phash", "--collection", str(coll), "--json", "--workers", "0")
+    r = cli(
+        "index",
+        str(photos),
+        "--model",
+        "phash",
+        "--collection",
+        str(coll),
+        "--json",
+        "--workers",
+        "0",
+    )
     assert r.code == 0, r.err
     assert r.json() == {"indexed": 60, "unchanged": 0, "renamed": 0, "removed": 0, "skipped": 0}
     return coll
@@ -55,7 +65,9 @@ def test_search_by_id_leaves_the_item_out(cli, indexed: Path, photos: Path) -> N
 
 def test_threshold_and_several_queries(cli, indexed: Path, photos: Path) -> None:
     q1, q2 = sorted((photos / "shoes").glob("*.jpg"))[:2]
-    r = cli("search", str(q1), str(q2), "--collection", str(indexed), "--threshold", "0.99", "--json")
+    r = cli(
+        "search", str(q1), str(q2), "--collection", str(indexed), "--threshold", "0.99", "--json"
+    )
     assert r.code == 0, r.err
     lines = r.json_lines()
     assert [line["query"] for line in lines] == [str(q1), str(q2)]
@@ -140,7 +152,9 @@ def test_export_parquet(cli, indexed: Path, tmp_path: Path) -> None:
 # -- bad input ---------------------------------------------------------------------------
 
 
-def test_missing_query_image_exit_2_collection_untouched(cli, indexed: Path, tmp_path: Path) -> None:
+def test_missing_query_image_exit_2_collection_untouched(
+    cli, indexed: Path, tmp_path: Path
+) -> None:
     before = _digest_tree(indexed)
     r = cli("search", str(tmp_path / "nope.jpg"), "--collection", str(indexed))
     assert r.code == 2
@@ -150,7 +164,9 @@ def test_missing_query_image_exit_2_collection_untouched(cli, indexed: Path, tmp
     assert _digest_tree(indexed) == before
 
 
-def test_corrupt_query_image_exit_2_collection_untouched(cli, indexed: Path, tmp_path: Path) -> None:
+def test_corrupt_query_image_exit_2_collection_untouched(
+    cli, indexed: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     before = _digest_tree(indexed)
@@ -197,7 +213,14 @@ def test_not_a_collection_is_refused(cli, tmp_path: Path, photos: Path) -> None:
 
 def test_model_mismatch_is_refused(cli, indexed: Path, photos: Path) -> None:
     before = _digest_tree(indexed)
-    r = cli("search", str(next(photos.rglob("*.jpg"))), "--collection", str(indexed), "--model", "dinov2-small")
+    r = cli(
+        "search",
+        str(next(photos.rglob("*.jpg"))),
+        "--collection",
+        str(indexed),
+        "--model",
+        "dinov2-small",
+    )
     assert r.code == 2
     assert "built with model 'phash'" in r.err
     r = cli("index", str(photos), "--collection", str(indexed), "--model", "resnet50")
@@ -211,16 +234,33 @@ def test_unknown_model_and_bad_arguments(cli, tmp_path: Path, photos: Path) -> N
     assert r.code == 2 and "unknown model" in r.err
     r = cli("search", "x.jpg", "-k", "0")
     assert r.code == 2 and "must be positive" in r.err
-    r = cli("index", str(tmp_path / "missing-folder"), "--model", "phash", "--collection", str(tmp_path / "c2"))
+    r = cli(
+        "index",
+        str(tmp_path / "missing-folder"),
+        "--model",
+        "phash",
+        "--collection",
+        str(tmp_path / "c2"),
+    )
     assert r.code == 2 and "missing-folder" in r.err
 
 
-def test_offline_pretrained_model_gives_advice_not_traceback(cli, tmp_path: Path, photos: Path) -> None:
+def test_offline_pretrained_model_gives_advice_not_traceback(
+    cli, tmp_path: Path, photos: Path
+) -> None:
     env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf")}
     r = cli("index", str(photos), "--collection", str(tmp_path / "c"), env=env)
     assert r.code != 0
     assert "Traceback" not in r.err
     assert "--model-path" in r.err and "phash" in r.err
     # nothing half-made is left behind, and the same folder can then be used with phash
-    r = cli("index", str(photos / "hat"), "--model", "phash", "--collection", str(tmp_path / "c"), "--json")
+    r = cli(
+        "index",
+        str(photos / "hat"),
+        "--model",
+        "phash",
+        "--collection",
+        str(tmp_path / "c"),
+        "--json",
+    )
     assert r.code == 0, r.err

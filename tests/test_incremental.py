@@ -27,7 +27,13 @@ def test_rerun_embeds_nothing(photos: Path, tmp_path: Path) -> None:
     with _open(tmp_path / "c") as c:
         assert c.add(photos, workers=0).indexed == 60
         report = c.add(photos, workers=0)
-        assert report.to_dict() == {"indexed": 0, "unchanged": 60, "renamed": 0, "removed": 0, "skipped": 0}
+        assert report.to_dict() == {
+            "indexed": 0,
+            "unchanged": 60,
+            "renamed": 0,
+            "removed": 0,
+            "skipped": 0,
+        }
         assert len(c) == 60
 
 
@@ -67,7 +73,13 @@ def test_renamed_file_keeps_its_vector(photos: Path, tmp_path: Path) -> None:
         dest = photos / "shorts" / "renamed.jpg"
         src.rename(dest)
         report = c.add(photos, workers=0)
-        assert report.to_dict() == {"indexed": 0, "unchanged": 59, "renamed": 1, "removed": 0, "skipped": 0}
+        assert report.to_dict() == {
+            "indexed": 0,
+            "unchanged": 59,
+            "renamed": 1,
+            "removed": 0,
+            "skipped": 0,
+        }
         new = c.catalog.by_path(str(dest.resolve()))
         assert new is not None
         assert new.slot == old.slot and new.content_hash == old.content_hash
@@ -156,9 +168,22 @@ def test_kill_9_then_rerun_leaves_one_entry_per_file(
 ) -> None:
     coll = tmp_path / "coll"
     mod, _, cls = module.rpartition(".")
-    args = ["index", str(photos), "--model", "phash", "--collection", str(coll), "--workers", "0", "--batch-size", "8"]
+    args = [
+        "index",
+        str(photos),
+        "--model",
+        "phash",
+        "--collection",
+        str(coll),
+        "--workers",
+        "0",
+        "--batch-size",
+        "8",
+    ]
     script = _KILLER.format(module=mod, attr=f"{cls}.{attr}", when=when, before=before)
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     r = cli(*args[:1], *args[1:], "--json")
     assert r.code == 0, r.err
@@ -175,9 +200,22 @@ def test_kill_9_at_a_random_moment(cli, tmp_path: Path) -> None:
         img = Image.fromarray(cells).resize((480, 360), Image.Resampling.BILINEAR)
         img.save(src / f"m{i:03d}.jpg", quality=90)
     coll = tmp_path / "coll"
-    args = ["index", str(src), "--model", "phash", "--collection", str(coll), "--batch-size", "4", "--workers", "2"]
+    args = [
+        "index",
+        str(src),
+        "--model",
+        "phash",
+        "--collection",
+        str(coll),
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+    ]
     script = "import sys; from lookalike.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 60
     count = 0
     while time.time() < deadline and proc.poll() is None:

@@ -13,7 +13,17 @@ from lookalike import Collection
 def test_local_model_folder_through_the_cli(cli, photos: Path, tmp_path: Path) -> None:
     model = tiny_models.write_local_model(tmp_path / "tiny", tiny_models.make_pooling_model(dim=16))
     coll = tmp_path / "c"
-    r = cli("index", str(photos), "--model-path", str(model), "--collection", str(coll), "--json", "--batch-size", "7")
+    r = cli(
+        "index",
+        str(photos),
+        "--model-path",
+        str(model),
+        "--collection",
+        str(coll),
+        "--json",
+        "--batch-size",
+        "7",
+    )
     assert r.code == 0, r.err
     assert r.json()["indexed"] == 60
     info = cli("info", "--collection", str(coll), "--json").json()
@@ -23,10 +33,14 @@ def test_local_model_folder_through_the_cli(cli, photos: Path, tmp_path: Path) -
     assert r.code == 0, r.err
     top = r.json_lines()[0]["results"][0]
     assert top["id"] == f"shirt/{query.name}"
-    assert abs(top["score"] - 1.0) < 1e-3  # query decode may use JPEG draft: tiny difference allowed
+    assert (
+        abs(top["score"] - 1.0) < 1e-3
+    )  # query decode may use JPEG draft: tiny difference allowed
     # id: queries use the stored vector: exactly the same ranking as by file, minus itself
     by_id = cli("search", f"id:shirt/{query.name}", "--collection", str(coll), "-k", "2", "--json")
-    assert [h["id"] for h in by_id.json_lines()[0]["results"]] == [h["id"] for h in r.json_lines()[0]["results"][1:]]
+    assert [h["id"] for h in by_id.json_lines()[0]["results"]] == [
+        h["id"] for h in r.json_lines()[0]["results"][1:]
+    ]
 
 
 def test_registry_model_from_offline_hub_cache(cli, photos: Path, tmp_path: Path) -> None:
@@ -34,11 +48,21 @@ def test_registry_model_from_offline_hub_cache(cli, photos: Path, tmp_path: Path
     tiny stand-in laid out in the cache under the real repository name."""
     cache = tmp_path / "hub"
     tiny_models.install_hub_model(
-        cache, "Qdrant/clip-ViT-B-32-vision", tiny_models.make_pooling_model(dim=512, output_name="image_embeds")
+        cache,
+        "Qdrant/clip-ViT-B-32-vision",
+        tiny_models.make_pooling_model(dim=512, output_name="image_embeds"),
     )
     env = tiny_models.hub_env(cache)
     coll = tmp_path / "c"
-    r = cli("index", str(photos / "hat"), str(photos / "shoes"), "--collection", str(coll), "--json", env=env)
+    r = cli(
+        "index",
+        str(photos / "hat"),
+        str(photos / "shoes"),
+        "--collection",
+        str(coll),
+        "--json",
+        env=env,
+    )
     assert r.code == 0, r.err
     assert r.json()["indexed"] == 12
     info = cli("info", "--collection", str(coll), "--json", env=env).json()

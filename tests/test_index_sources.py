@@ -32,7 +32,9 @@ GOOD_FILES = {
 }
 
 
-def test_bad_files_are_skipped_with_reasons_and_never_stop_the_run(cli, photos: Path, tmp_path: Path) -> None:
+def test_bad_files_are_skipped_with_reasons_and_never_stop_the_run(
+    cli, photos: Path, tmp_path: Path
+) -> None:
     bad_dir = photos / "junk"
     bad_dir.mkdir()
     for name, (make, _) in BAD_FILES.items():
@@ -42,7 +44,13 @@ def test_bad_files_are_skipped_with_reasons_and_never_stop_the_run(cli, photos: 
     coll = tmp_path / "c"
     r = cli("index", str(photos), "--model", "phash", "--collection", str(coll), "--json")
     assert r.code == 0, r.err
-    assert r.json() == {"indexed": 60 + len(GOOD_FILES), "unchanged": 0, "renamed": 0, "removed": 0, "skipped": len(BAD_FILES)}
+    assert r.json() == {
+        "indexed": 60 + len(GOOD_FILES),
+        "unchanged": 0,
+        "renamed": 0,
+        "removed": 0,
+        "skipped": len(BAD_FILES),
+    }
     info = cli("info", "--collection", str(coll), "--json").json()
     reasons = {Path(s["path"]).name: s["reason"] for s in info["skipped"]}
     assert reasons == {name: reason for name, (_, reason) in BAD_FILES.items()}
@@ -57,7 +65,11 @@ def test_bad_files_are_skipped_with_reasons_and_never_stop_the_run(cli, photos: 
     r = cli("index", str(photos), "--model", "phash", "--collection", str(coll), "--json")
     assert r.json()["indexed"] == 1 and r.json()["skipped"] == len(BAD_FILES) - 2
     info = cli("info", "--collection", str(coll), "--json").json()
-    assert {Path(s["path"]).name for s in info["skipped"]} == {"truncated.jpg", "random-bytes.jpg", "bomb.png"}
+    assert {Path(s["path"]).name for s in info["skipped"]} == {
+        "truncated.jpg",
+        "random-bytes.jpg",
+        "bomb.png",
+    }
 
 
 def test_megapixel_limit_is_configurable(tmp_path: Path) -> None:
@@ -78,10 +90,25 @@ def test_min_side_and_max_aspect_filters(cli, tmp_path: Path) -> None:
     (src / "banner.jpg").write_bytes(imagegen.banner((1000, 100)))
     imagegen.save(imagegen.photo_like(3, (60, 40)), src / "tiny.jpg")
     coll = tmp_path / "c"
-    r = cli("index", str(src), "--model", "phash", "--collection", str(coll), "--min-side", "64", "--max-aspect", "2.0", "--json")
+    r = cli(
+        "index",
+        str(src),
+        "--model",
+        "phash",
+        "--collection",
+        str(coll),
+        "--min-side",
+        "64",
+        "--max-aspect",
+        "2.0",
+        "--json",
+    )
     assert r.code == 0, r.err
     assert r.json()["indexed"] == 1 and r.json()["skipped"] == 2
-    reasons = {Path(s["path"]).name: s["reason"] for s in cli("info", "--collection", str(coll), "--json").json()["skipped"]}
+    reasons = {
+        Path(s["path"]).name: s["reason"]
+        for s in cli("info", "--collection", str(coll), "--json").json()["skipped"]
+    }
     assert reasons == {"banner.jpg": "aspect", "tiny.jpg": "too-small"}
 
 
@@ -112,7 +139,14 @@ def server(photos: Path):
 
 def test_url_manifest_amazon_format(cli, server: LocalHTTPServer, tmp_path: Path) -> None:
     lines = [
-        repr({"asin": f"B00{i}", "imUrl": server.url(f"{i}.jpg"), "title": f"thing {i}", "categories": [["Clothing"]]})
+        repr(
+            {
+                "asin": f"B00{i}",
+                "imUrl": server.url(f"{i}.jpg"),
+                "title": f"thing {i}",
+                "categories": [["Clothing"]],
+            }
+        )
         for i in range(8)
     ]
     lines.append(repr({"asin": "B00bad", "imUrl": server.url("missing.jpg")}))
@@ -125,7 +159,9 @@ def test_url_manifest_amazon_format(cli, server: LocalHTTPServer, tmp_path: Path
     cached = sorted(p.name for p in (coll / "cache" / "urls").iterdir())
     assert len(cached) == 8
     info = cli("info", "--collection", str(coll), "--json").json()
-    assert info["skipped"][0]["reason"] == "download-failed" and "404" in info["skipped"][0]["detail"]
+    assert (
+        info["skipped"][0]["reason"] == "download-failed" and "404" in info["skipped"][0]["detail"]
+    )
     r = cli("search", "id:B003", "--collection", str(coll), "-k", "3", "--json")
     assert r.code == 0
     # second run: nothing downloaded again, nothing re-embedded
@@ -138,10 +174,21 @@ def test_url_manifest_amazon_format(cli, server: LocalHTTPServer, tmp_path: Path
         assert item.url == server.url("5.jpg") and item.metadata["title"] == "thing 5"
 
 
-def test_url_query_with_allow_urls(cli, server: LocalHTTPServer, photos: Path, tmp_path: Path) -> None:
+def test_url_query_with_allow_urls(
+    cli, server: LocalHTTPServer, photos: Path, tmp_path: Path
+) -> None:
     coll = tmp_path / "c"
     assert cli("index", str(photos), "--model", "phash", "--collection", str(coll)).code == 0
-    r = cli("search", server.url("2.jpg"), "--allow-urls", "--collection", str(coll), "-k", "1", "--json")
+    r = cli(
+        "search",
+        server.url("2.jpg"),
+        "--allow-urls",
+        "--collection",
+        str(coll),
+        "-k",
+        "1",
+        "--json",
+    )
     assert r.code == 0, r.err
     assert r.json_lines()[0]["results"][0]["score"] == 1.0
     r = cli("search", server.url("nope.jpg"), "--allow-urls", "--collection", str(coll))
@@ -151,7 +198,9 @@ def test_url_query_with_allow_urls(cli, server: LocalHTTPServer, photos: Path, t
 def test_jsonl_manifest_bad_rows_reported(photos: Path, tmp_path: Path) -> None:
     f = next(photos.rglob("*.jpg"))
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"id": "a", "path": str(f)}) + "\n{not json\n" + json.dumps({"id": "b"}) + "\n")
+    manifest.write_text(
+        json.dumps({"id": "a", "path": str(f)}) + "\n{not json\n" + json.dumps({"id": "b"}) + "\n"
+    )
     with Collection.open(tmp_path / "c", "phash") as c:
         report = c.add(manifest, workers=0)
         assert report.indexed == 1

@@ -152,7 +152,9 @@ class Catalog:
             self.db.execute("PRAGMA foreign_keys=ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise CollectionError(f"catalog {path} is not a readable SQLite database: {exc}") from None
+            raise CollectionError(
+                f"catalog {path} is not a readable SQLite database: {exc}"
+            ) from None
         if version > SCHEMA_VERSION:
             raise CollectionError(
                 f"catalog {path} has schema version {version}, newer than this lookalike "
@@ -218,11 +220,15 @@ class Catalog:
         return int(self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
     def get(self, item_id: str) -> Item | None:
-        row = self.db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
+        row = self.db.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)
+        ).fetchone()
         return _row_to_item(row) if row else None
 
     def by_path(self, path: str) -> Item | None:
-        row = self.db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE path = ?", (path,)).fetchone()
+        row = self.db.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE path = ?", (path,)
+        ).fetchone()
         return _row_to_item(row) if row else None
 
     def by_slots(self, slots: Iterable[int]) -> dict[int, Item]:
@@ -258,7 +264,9 @@ class Catalog:
         return [r[0] for r in self.db.execute("SELECT slot FROM items ORDER BY slot")]
 
     def id_exists(self, item_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
+        )
 
     def insert(self, item: Item) -> None:
         self.db.execute(
@@ -336,12 +344,21 @@ class Catalog:
             "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET source = excluded.source, "
             "reason = excluded.reason, detail = excluded.detail, size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, at = excluded.at",
-            (skip.path, skip.source, skip.reason, skip.detail, skip.size, skip.mtime_ns, time.time()),
+            (
+                skip.path,
+                skip.source,
+                skip.reason,
+                skip.detail,
+                skip.size,
+                skip.mtime_ns,
+                time.time(),
+            ),
         )
 
     def get_skip(self, path: str) -> Skipped | None:
         row = self.db.execute(
-            "SELECT path, source, reason, detail, size, mtime_ns FROM skipped WHERE path = ?", (path,)
+            "SELECT path, source, reason, detail, size, mtime_ns FROM skipped WHERE path = ?",
+            (path,),
         ).fetchone()
         return Skipped(*row) if row else None
 

@@ -65,7 +65,7 @@ def _score(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--collection",
         metavar="DIR",
@@ -73,34 +73,101 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
-    parser = _Parser(prog="lookalike", description="Visual similarity search for image collections.")
+    parser = _Parser(
+        prog="lookalike", description="Visual similarity search for image collections."
+    )
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("index", parents=[common], help="add folders, files or manifests to a collection")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder, image file, or CSV/JSONL manifest")
+    p = sub.add_parser(
+        "index", parents=[common], help="add folders, files or manifests to a collection"
+    )
+    p.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="folder, image file, or CSV/JSONL manifest"
+    )
     model = p.add_mutually_exclusive_group()
-    model.add_argument("--model", metavar="NAME", help="registry model (default clip-vit-b32; see `lookalike models`)")
-    model.add_argument("--model-path", metavar="DIR", help="local model folder with model.onnx + preprocessor_config.json")
-    p.add_argument("--min-side", type=_positive_int, metavar="PX", help="skip images whose shorter side is below PX")
-    p.add_argument("--max-aspect", type=_positive_float, metavar="R", help="skip images longer than R times their width (banners)")
-    p.add_argument("--max-megapixels", type=_positive_float, default=100.0, metavar="MP", help="decompression-bomb limit (default 100)")
-    p.add_argument("--workers", type=_non_negative_int, metavar="N", help="decode processes (default: CPU count; 0 = in-process)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="model batch size (default 32)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="model inference threads (default: CPU count)")
-    p.add_argument("--download-workers", type=_positive_int, default=16, metavar="N", help="parallel URL downloads (default 16)")
-    p.add_argument("--download-timeout", type=_positive_float, default=30.0, metavar="S", help="per-file download timeout in seconds (default 30)")
+    model.add_argument(
+        "--model",
+        metavar="NAME",
+        help="registry model (default clip-vit-b32; see `lookalike models`)",
+    )
+    model.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="local model folder with model.onnx + preprocessor_config.json",
+    )
+    p.add_argument(
+        "--min-side",
+        type=_positive_int,
+        metavar="PX",
+        help="skip images whose shorter side is below PX",
+    )
+    p.add_argument(
+        "--max-aspect",
+        type=_positive_float,
+        metavar="R",
+        help="skip images longer than R times their width (banners)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=_positive_float,
+        default=100.0,
+        metavar="MP",
+        help="decompression-bomb limit (default 100)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        metavar="N",
+        help="decode processes (default: CPU count; 0 = in-process)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="model batch size (default 32)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="model inference threads (default: CPU count)",
+    )
+    p.add_argument(
+        "--download-workers",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="parallel URL downloads (default 16)",
+    )
+    p.add_argument(
+        "--download-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="per-file download timeout in seconds (default 30)",
+    )
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("search", parents=[common], help="find the images most similar to a query")
-    p.add_argument("queries", nargs="+", metavar="QUERY", help="image file, http(s) URL (with --allow-urls) or id:ITEM_ID")
+    p.add_argument(
+        "queries",
+        nargs="+",
+        metavar="QUERY",
+        help="image file, http(s) URL (with --allow-urls) or id:ITEM_ID",
+    )
     p.add_argument("-k", type=_positive_int, default=10, help="number of results (default 10)")
     p.add_argument("--threshold", type=_score, metavar="S", help="only results with score >= S")
     p.add_argument("--label", help="only results with this label")
-    p.add_argument("--model", metavar="NAME", help="refuse unless the collection was built with this model")
-    p.add_argument("--allow-urls", action="store_true", help="allow http(s) URL queries to be fetched")
+    p.add_argument(
+        "--model", metavar="NAME", help="refuse unless the collection was built with this model"
+    )
+    p.add_argument(
+        "--allow-urls", action="store_true", help="allow http(s) URL queries to be fetched"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
 
     p = sub.add_parser("info", parents=[common], help="describe a collection")
@@ -109,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", parents=[common], help="remove items by id")
     p.add_argument("ids", nargs="+", metavar="ID")
 
-    p = sub.add_parser("export", parents=[common], help="export ids, paths, labels, metadata and vectors")
+    p = sub.add_parser(
+        "export", parents=[common], help="export ids, paths, labels, metadata and vectors"
+    )
     p.add_argument("--format", required=True, choices=["npy", "parquet"])
     p.add_argument("out", metavar="OUT")
 
@@ -127,7 +196,13 @@ def _configure_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="lookalike: %(levelname)s: %(message)s")
 
 
-def _open(args: argparse.Namespace, *, create: bool = False, model: str | None = None, model_path: str | None = None) -> Any:
+def _open(
+    args: argparse.Namespace,
+    *,
+    create: bool = False,
+    model: str | None = None,
+    model_path: str | None = None,
+) -> Any:
     from .collection import Collection
 
     return Collection.open(args.collection, model, model_path=model_path, create=create)
@@ -151,7 +226,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             workers=args.workers,
             batch_size=args.batch_size,
             progress=progress,
-            download_options=DownloadOptions(workers=args.download_workers, timeout=args.download_timeout),
+            download_options=DownloadOptions(
+                workers=args.download_workers, timeout=args.download_timeout
+            ),
         )
     finally:
         if progress:
@@ -176,13 +253,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     coll = _open(args, model=args.model)
     try:
         for query in args.queries:
-            hits = coll.search(query, k=args.k, threshold=args.threshold, label=args.label, allow_urls=args.allow_urls)
+            hits = coll.search(
+                query,
+                k=args.k,
+                threshold=args.threshold,
+                label=args.label,
+                allow_urls=args.allow_urls,
+            )
             if args.json:
                 results = [
-                    {"rank": h.rank, "id": h.id, "path": h.path, "score": round(h.score, 6), "label": h.label}
+                    {
+                        "rank": h.rank,
+                        "id": h.id,
+                        "path": h.path,
+                        "score": round(h.score, 6),
+                        "label": h.label,
+                    }
                     for h in hits
                 ]
-                print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
+                print(
+                    json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True
+                )
             else:
                 print(f"{query}:")
                 if not hits:
@@ -207,7 +298,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"collection: {info['collection']}")
     print(f"items:      {info['items']}")
     print(f"model:      {info['model']} ({info['dim']} dims, {info['metric']})")
-    print(f"index:      {idx['type']}, {idx['count']} vectors, {idx['bytes']} bytes{'' if idx['current'] else ' (stale: rebuilt on next search)'}")
+    print(
+        f"index:      {idx['type']}, {idx['count']} vectors, {idx['bytes']} bytes{'' if idx['current'] else ' (stale: rebuilt on next search)'}"
+    )
     print(f"vectors:    {info['vectors']['bytes']} bytes ({info['vectors']['dtype']})")
     print(f"skipped:    {len(info['skipped'])}")
     for s in info["skipped"]:

@@ -112,7 +112,9 @@ def _embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedde
 class Collection:
     """An image collection on disk. Open with :meth:`open`."""
 
-    def __init__(self, root: Path, config: dict[str, Any], embedder: Embedder, readonly: bool) -> None:
+    def __init__(
+        self, root: Path, config: dict[str, Any], embedder: Embedder, readonly: bool
+    ) -> None:
         self.root = root
         self.config = config
         self.embedder = embedder
@@ -122,7 +124,13 @@ class Collection:
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
         )
         self.index = IndexManager(
-            root / "index", self.dim, self.binary, self.catalog, self.vectors, readonly, self._write_lock
+            root / "index",
+            self.dim,
+            self.binary,
+            self.catalog,
+            self.vectors,
+            readonly,
+            self._write_lock,
         )
 
     # -- opening ------------------------------------------------------------------------
@@ -209,7 +217,9 @@ class Collection:
                 )
             return coll
         if root.is_dir() and any(root.iterdir()):
-            raise NotACollection(f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it")
+            raise NotACollection(
+                f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
+            )
         return cls._create(root, embedder, None)
 
     @staticmethod
@@ -227,7 +237,9 @@ class Collection:
         except (OSError, ValueError) as exc:
             raise NotACollection(f"{marker} is unreadable or not JSON: {exc}") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise NotACollection(f"{marker.parent} is not a lookalike collection ({marker} has no lookalike format)")
+            raise NotACollection(
+                f"{marker.parent} is not a lookalike collection ({marker} has no lookalike format)"
+            )
         if int(config.get("format_version", 0)) > FORMAT_VERSION:
             raise CollectionError(
                 f"{marker.parent} was written by a newer lookalike (format {config['format_version']})"
@@ -235,7 +247,9 @@ class Collection:
         return config
 
     @classmethod
-    def _create(cls, root: Path, embedder: Embedder, model_path: str | os.PathLike[str] | None) -> Collection:
+    def _create(
+        cls, root: Path, embedder: Embedder, model_path: str | os.PathLike[str] | None
+    ) -> Collection:
         root.mkdir(parents=True, exist_ok=True)
         (root / "index").mkdir(exist_ok=True)
         model_info = embedder.identity()
@@ -278,7 +292,7 @@ class Collection:
     def _write_lock(self, wait: bool = True) -> Iterator[bool]:
         if self.readonly:
             raise CollectionError(f"collection {self.root} was opened read-only")
-        fh = open(self.root / "lock", "a+")
+        fh = open(self.root / "lock", "a+")  # noqa: SIM115 - held across the yield
         try:
             flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
             try:
@@ -313,7 +327,9 @@ class Collection:
         limits = limits or DecodeLimits()
         workers = pipeline.default_workers() if workers is None else workers
         with self._write_lock():
-            return _Indexer(self, limits, workers, batch_size, progress, download_options).run(sources)
+            return _Indexer(self, limits, workers, batch_size, progress, download_options).run(
+                sources
+            )
 
     def add_vectors(
         self,
@@ -381,7 +397,9 @@ class Collection:
         with self._write_lock():
             missing = [i for i in ids if not self.catalog.id_exists(i)]
             if missing:
-                raise ItemNotFound(f"no item with id {missing[0]!r} in {self.root}; nothing removed")
+                raise ItemNotFound(
+                    f"no item with id {missing[0]!r} in {self.root}; nothing removed"
+                )
             gen_before = self.catalog.generation
             with self.catalog.transaction():
                 slots = self.catalog.delete(ids)
@@ -406,7 +424,9 @@ class Collection:
         if isinstance(query, np.ndarray):
             vec = np.asarray(query, dtype=self.vectors.dtype).reshape(1, -1)
             if vec.shape[1] != self.vectors.width:
-                raise QueryError(f"query vector has {vec.shape[1]} values, expected {self.vectors.width}")
+                raise QueryError(
+                    f"query vector has {vec.shape[1]} values, expected {self.vectors.width}"
+                )
             if not self.binary:
                 norm = float(np.linalg.norm(vec))
                 vec = vec / norm if norm > 0 else vec
@@ -465,7 +485,9 @@ class Collection:
         if k <= 0:
             raise InvalidInput("k must be a positive number")
         if len(self) == 0:
-            raise EmptyCollection(f"collection {self.root} is empty: add images with `lookalike index`")
+            raise EmptyCollection(
+                f"collection {self.root} is empty: add images with `lookalike index`"
+            )
         vec, exclude, _ = self.query_vector(query, allow_urls=allow_urls, limits=limits)
         return self.search_vector(vec, k, threshold=threshold, label=label, exclude_slot=exclude)
 
@@ -498,7 +520,15 @@ class Collection:
                 if item is None or (label is not None and item.label != label):
                     continue
                 hits.append(
-                    Hit(len(hits) + 1, item.id, score, item.path, item.label, item.url, item.metadata)
+                    Hit(
+                        len(hits) + 1,
+                        item.id,
+                        score,
+                        item.path,
+                        item.label,
+                        item.url,
+                        item.metadata,
+                    )
                 )
                 if len(hits) == k:
                     break
@@ -533,7 +563,8 @@ class Collection:
             },
             "index": self.index.info(),
             "skipped": [
-                {"path": s.path, "reason": s.reason, "detail": s.detail} for s in self.catalog.skipped()
+                {"path": s.path, "reason": s.reason, "detail": s.detail}
+                for s in self.catalog.skipped()
             ],
         }
 
@@ -591,7 +622,15 @@ class _Indexer:
         self.reserved_ids.add(candidate)
         return candidate
 
-    def _skip(self, path: str, source: str, reason: str, detail: str, size: int | None, mtime_ns: int | None) -> None:
+    def _skip(
+        self,
+        path: str,
+        source: str,
+        reason: str,
+        detail: str,
+        size: int | None,
+        mtime_ns: int | None,
+    ) -> None:
         self.cat.record_skip(Skipped(path, source, reason, detail, size, mtime_ns))
         self.report.skipped += 1
         self.report.skipped_files.append((path, reason, detail))
@@ -650,7 +689,12 @@ class _Indexer:
                     continue
                 new.append((e, st))
 
-        vanished = [i for key in keys for i in self.cat.items(key) if i.id not in seen_ids and i.path not in seen_paths]
+        vanished = [
+            i
+            for key in keys
+            for i in self.cat.items(key)
+            if i.id not in seen_ids and i.path not in seen_paths
+        ]
         new = self._match_renames(new, vanished)
         vanished_ids = {i.id for i in vanished if i.id not in self._renamed_from}
 
@@ -673,7 +717,11 @@ class _Indexer:
                 self.cat.bump_generation()
         with self.cat.transaction():
             for skip in self.cat.skipped():
-                if skip.source in keys and skip.path not in seen_paths and skip.path not in self.skipped_now:
+                if (
+                    skip.source in keys
+                    and skip.path not in seen_paths
+                    and skip.path not in self.skipped_now
+                ):
                     self.cat.clear_skip(skip.path)  # the file is gone from its source
         if self.cat.generation != gen_before or not self.coll.index.exists():
             self.coll.index.update(gen_before, self.added_slots, self.removed_slots)
@@ -697,7 +745,9 @@ class _Indexer:
                 url=e.url,
             )
 
-    def _match_renames(self, new: list[tuple[Any, os.stat_result]], vanished: list[Item]) -> list[tuple[Any, os.stat_result]]:
+    def _match_renames(
+        self, new: list[tuple[Any, os.stat_result]], vanished: list[Item]
+    ) -> list[tuple[Any, os.stat_result]]:
         self._renamed_from = set()
         if not vanished or not new:
             return new
@@ -708,7 +758,9 @@ class _Indexer:
         remaining: list[tuple[Any, os.stat_result]] = []
         with self.cat.transaction():
             for e, st in new:
-                candidates = [i for i in by_size.get(st.st_size, []) if i.id not in self._renamed_from]
+                candidates = [
+                    i for i in by_size.get(st.st_size, []) if i.id not in self._renamed_from
+                ]
                 if not candidates:
                     remaining.append((e, st))
                     continue
@@ -762,7 +814,9 @@ class _Indexer:
                     e.path = res.path
         return [e for e in entries if e.path is not None]
 
-    def _embed_all(self, tasks: list[pipeline.Task], meta: dict[int, tuple[Any, Item | None]]) -> None:
+    def _embed_all(
+        self, tasks: list[pipeline.Task], meta: dict[int, tuple[Any, Item | None]]
+    ) -> None:
         total = len(tasks)
         if total == 0:
             if self.progress:
@@ -774,7 +828,9 @@ class _Indexer:
         window = max(4 * self.batch_size, 8 * max(self.workers, 1))
         pending: list[pipeline.Result] = []
         done = 0
-        for res in pipeline.run(tasks, preparer, self.limits, workers=self.workers, max_in_flight=window):
+        for res in pipeline.run(
+            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window
+        ):
             e, old = meta[res.key]
             if res.status == "same":
                 assert old is not None
@@ -787,21 +843,27 @@ class _Indexer:
                         self.removed_slots += self.cat.delete([old.id])
                         self.cat.bump_generation()
                         self.report.removed += 1
-                    self._skip(str(e.path), e.source, res.reason, res.detail, res.size, res.mtime_ns)
+                    self._skip(
+                        str(e.path), e.source, res.reason, res.detail, res.size, res.mtime_ns
+                    )
             else:
                 pending.append(res)
                 if len(pending) >= self.batch_size:
                     self._flush(pending, meta)
                     pending = []
-            done += 1
+            done += 1  # noqa: SIM113 - counts skipped and embedded alike
             if self.progress:
                 self.progress(done, total)
         if pending:
             self._flush(pending, meta)
 
-    def _flush(self, results: list[pipeline.Result], meta: dict[int, tuple[Any, Item | None]]) -> None:
+    def _flush(
+        self, results: list[pipeline.Result], meta: dict[int, tuple[Any, Item | None]]
+    ) -> None:
         emb = self.coll.embedder
-        vecs = emb.embed([r.prepared for r in results if r.prepared is not None], batch_size=self.batch_size)
+        vecs = emb.embed(
+            [r.prepared for r in results if r.prepared is not None], batch_size=self.batch_size
+        )
         first = self.cat.next_slot
         # Vectors first (fsynced), then the catalog rows that point at them, in one transaction.
         self.coll.vectors.write(first, vecs)

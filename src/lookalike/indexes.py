@@ -57,7 +57,6 @@ class IndexManager:
         self._store_generation = -1
         self.rebuilt = False
 
-
     @property
     def _index_path(self) -> Path:
         return self.folder / "flat.faiss"
@@ -112,11 +111,18 @@ class IndexManager:
                 if len(store) != meta.get("count"):
                     raise ValueError("index size does not match its metadata")
             except Exception as exc:
-                log.warning("index %s is damaged (%s); rebuilding from stored vectors", self._index_path, exc)
+                log.warning(
+                    "index %s is damaged (%s); rebuilding from stored vectors",
+                    self._index_path,
+                    exc,
+                )
                 store = None
         if store is None:
             if meta is not None or self._index_path.exists():
-                log.warning("index in %s is out of date or damaged; rebuilt from stored vectors", self.folder)
+                log.warning(
+                    "index in %s is out of date or damaged; rebuilt from stored vectors",
+                    self.folder,
+                )
             store = self._build_store()
             self.rebuilt = True
             if not self.readonly:

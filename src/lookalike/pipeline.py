@@ -89,7 +89,11 @@ def process(task: Task, preparer: Preparer, limits: DecodeLimits) -> Result:
         result.status, result.reason, result.detail = "skipped", exc.reason, exc.detail
     except Exception as exc:  # a decoder bug must not stop the run
         log.debug("unexpected error on %s", task.path, exc_info=True)
-        result.status, result.reason, result.detail = "skipped", "error", f"{type(exc).__name__}: {exc}"
+        result.status, result.reason, result.detail = (
+            "skipped",
+            "error",
+            f"{type(exc).__name__}: {exc}",
+        )
     return result
 
 
@@ -162,12 +166,20 @@ def run(
                 )
                 for t in pending:
                     single = ProcessPoolExecutor(
-                        max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(preparer, limits)
+                        max_workers=1,
+                        mp_context=ctx,
+                        initializer=_init_worker,
+                        initargs=(preparer, limits),
                     )
                     try:
                         yield single.submit(_work, t).result()
                     except BrokenProcessPool:
-                        yield Result(t.key, "skipped", reason="crashed-decoder", detail="the decoder process died")
+                        yield Result(
+                            t.key,
+                            "skipped",
+                            reason="crashed-decoder",
+                            detail="the decoder process died",
+                        )
                     finally:
                         single.shutdown(wait=False, cancel_futures=True)
     finally:

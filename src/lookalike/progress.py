@@ -17,7 +17,9 @@ def _fmt_eta(seconds: float) -> str:
 class Progress:
     """Callable progress sink: ``progress(done, total)``; ``close()`` ends the line."""
 
-    def __init__(self, label: str = "indexing", stream: TextIO | None = None, interval: float = 0.2):
+    def __init__(
+        self, label: str = "indexing", stream: TextIO | None = None, interval: float = 0.2
+    ):
         self.label = label
         self.stream = stream or sys.stderr
         self.interval = interval
@@ -43,10 +45,7 @@ class Progress:
         width = 24
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         eta = _fmt_eta((self._total - self._done) / rate) if rate > 0 else "?"
-        line = (
-            f"\r{self.label} [{bar}] {self._done}/{self._total} "
-            f"{rate:6.1f} img/s ETA {eta}  "
-        )
+        line = f"\r{self.label} [{bar}] {self._done}/{self._total} {rate:6.1f} img/s ETA {eta}  "
         self.stream.write(line)
         self.stream.flush()
         self._drawn = True

@@ -54,7 +54,9 @@ class VectorFile:
         mat = self.matrix(n_slots)
         idx = np.asarray(slots, dtype=np.int64)
         if idx.size and (idx.max() >= mat.shape[0] or idx.min() < 0):
-            raise IndexError("vector slot out of range: the vectors file is shorter than the catalog")
+            raise IndexError(
+                "vector slot out of range: the vectors file is shorter than the catalog"
+            )
         return np.array(mat[idx], dtype=self.dtype)
 
     def size_bytes(self) -> int:

@@ -76,7 +76,9 @@ class Embedder(ABC):
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load weights now instead of on first use (lets the CLI report problems early)."""
 
-    def embed(self, inputs: Sequence[np.ndarray] | Iterable[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    def embed(
+        self, inputs: Sequence[np.ndarray] | Iterable[np.ndarray], batch_size: int = 32
+    ) -> np.ndarray:
         rows: list[np.ndarray] = []
         batch: list[np.ndarray] = []
         for item in inputs:

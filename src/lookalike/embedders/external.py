@@ -28,7 +28,9 @@ class _NoPreparer:
 
 class ExternalEmbedder(Embedder):
     def __init__(self, name: str, dim: int, metric: Metric) -> None:
-        super().__init__(ModelSpec(name=name, kind="onnx", dim=dim, metric=metric, preprocessor_file=None))
+        super().__init__(
+            ModelSpec(name=name, kind="onnx", dim=dim, metric=metric, preprocessor_file=None)
+        )
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "kind": "external"}

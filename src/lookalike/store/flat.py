@@ -80,10 +80,7 @@ class FlatStore(VectorStore):
     @classmethod
     def load(cls, path: Path, dim: int, binary: bool) -> FlatStore:
         faiss = _faiss()
-        if binary:
-            index = faiss.read_index_binary(str(path))
-        else:
-            index = faiss.read_index(str(path))
+        index = faiss.read_index_binary(str(path)) if binary else faiss.read_index(str(path))
         if index.d != dim:
             raise ValueError(f"index dimension {index.d} != collection dimension {dim}")
         return cls(dim, binary, index)
