@@ -321,6 +321,10 @@ class Catalog:
             ),
         )
 
+    def set_pixel_hash(self, item_id: str, value: bytes) -> None:
+        """Record a full-resolution pixel hash computed after indexing (drafted items)."""
+        self.db.execute("UPDATE items SET pixel_hash = ? WHERE id = ?", (value, item_id))
+
     def update_stat(self, item_id: str, size: int | None, mtime_ns: int | None) -> None:
         self.db.execute(
             "UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, item_id)

@@ -36,6 +36,7 @@ from .errors import (
     ImageRejected,
     InvalidInput,
     ItemNotFound,
+    LookalikeError,
     ModelMismatch,
     NotACollection,
     QueryError,
@@ -44,6 +45,9 @@ from .indexes import IndexManager, write_json_atomic
 from .vectors import VectorFile
 
 log = logging.getLogger(__name__)
+
+# Items in the catalog already passed the megapixel limit they were indexed with.
+_ANY_INDEXED_SIZE = DecodeLimits(max_megapixels=1000.0)
 
 MARKER = "collection.json"
 FORMAT = "lookalike-collection"
@@ -413,7 +417,7 @@ class Collection:
         """Embed one encoded image (bytes); raises ImageRejected for bad images."""
         limits = limits or DecodeLimits()
         preparer = self.embedder.preparer()
-        draft = None if self.embedder.binary else preparer.draft_size()
+        draft = preparer.draft_size()
         decoded = decode_image(data, limits, draft=draft)
         return self.embedder.embed([preparer(decoded.image)])
 
@@ -545,6 +549,45 @@ class Collection:
         if item is None:
             raise ItemNotFound(f"no item with id {item_id!r} in collection {self.root}")
         return item
+
+    def pixel_hashes(self, items: Iterable[Item]) -> dict[str, bytes]:
+        """Full-resolution pixel hashes of ``items``, by id.
+
+        Items indexed from a drafted (reduced-scale) JPEG decode have none in the catalog;
+        for them the file is read and fully decoded now, provided it still has the content
+        hash recorded at indexing time, and the result is saved for next time (unless the
+        collection is read-only or another writer holds it). Items whose file is gone,
+        changed or unreadable are left out.
+        """
+        from .decode import pixel_hash
+        from .pipeline import content_hash
+
+        out: dict[str, bytes] = {}
+        computed: dict[str, bytes] = {}
+        for item in items:
+            if item.pixel_hash is not None:
+                out[item.id] = bytes(item.pixel_hash)
+                continue
+            if not item.path:
+                continue
+            try:
+                data = Path(item.path).read_bytes()
+            except OSError:
+                continue
+            if item.content_hash is not None and content_hash(data) != item.content_hash:
+                continue
+            try:
+                value = pixel_hash(decode_image(data, _ANY_INDEXED_SIZE).image)
+            except LookalikeError:
+                continue
+            out[item.id] = computed[item.id] = value
+        if computed and not self.readonly:
+            with self._write_lock(wait=False) as got:
+                if got:
+                    with self.catalog.transaction():
+                        for item_id, value in computed.items():
+                            self.catalog.set_pixel_hash(item_id, value)
+        return out
 
     def info(self) -> dict[str, Any]:
         model = self.config["model"]
@@ -828,8 +871,12 @@ class _Indexer:
         window = max(4 * self.batch_size, 8 * max(self.workers, 1))
         pending: list[pipeline.Result] = []
         done = 0
+        # Hash models only need a thumbnail: JPEGs are decoded at a reduced scale (DCT
+        # scaling), several times faster; their full-resolution pixel hash is computed on
+        # demand by the duplicate finder. Float models always see the fully decoded image.
+        draft = preparer.draft_size() if emb.binary else None
         for res in pipeline.run(
-            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window
+            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window, draft=draft
         ):
             e, old = meta[res.key]
             if res.status == "same":

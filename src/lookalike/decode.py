@@ -100,12 +100,23 @@ class DecodeLimits:
 @dataclass
 class Decoded:
     """A decoded image: ``image`` is mode "RGB" with the EXIF orientation applied and
-    ``width``/``height`` are its size (smaller than the file's when drafted)."""
+    ``width``/``height`` are its size (smaller than the file's when drafted).
+
+    ``source_width``/``source_height`` are the file's full size in display orientation;
+    ``drafted`` is true when the JPEG was decoded at a reduced scale, in which case the
+    pixels are not the file's full-resolution pixels (no :func:`pixel_hash` of them)."""
 
     image: Image.Image
     width: int
     height: int
     format: str
+    source_width: int = 0
+    source_height: int = 0
+    drafted: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.source_width:
+            self.source_width, self.source_height = self.width, self.height
 
 
 _DEFAULT_LIMITS = DecodeLimits()
@@ -191,13 +202,24 @@ def _decode(data: bytes, limits: DecodeLimits, draft: tuple[int, int] | None) ->
             im.draft("RGB", (dw, dh))
 
     im.load()
+    drafted = im.size != (width, height)
     if orientation is None:
         orientation = _orientation(im)
     rgb = to_rgb(im)
     method = _TRANSPOSE.get(orientation)
     if method is not None:
         rgb = rgb.transpose(method)
-    return Decoded(image=rgb, width=rgb.width, height=rgb.height, format=fmt)
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    return Decoded(
+        image=rgb,
+        width=rgb.width,
+        height=rgb.height,
+        format=fmt,
+        source_width=width,
+        source_height=height,
+        drafted=drafted,
+    )
 
 
 def _looks_like_riff_image(data: bytes) -> bool:

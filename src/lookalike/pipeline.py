@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -63,9 +64,19 @@ def file_content_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def process(task: Task, preparer: Preparer, limits: DecodeLimits) -> Result:
-    """Everything done to one file, in one place. Never raises."""
-    from .phash import phash_int
+def process(
+    task: Task,
+    preparer: Preparer,
+    limits: DecodeLimits,
+    draft: tuple[int, int] | None = None,
+) -> Result:
+    """Everything done to one file, in one place. Never raises.
+
+    ``draft`` lets JPEGs be decoded at a reduced scale (see :func:`decode_image`). A drafted
+    image has no full-resolution pixels, so its ``pixel_hash`` is left unset (computed on
+    demand by the duplicate finder); ``width``/``height`` are always the file's full size.
+    """
+    from .phash import PhashPreparer, phash_int
 
     try:
         st = os.stat(task.path)
@@ -79,12 +90,17 @@ def process(task: Task, preparer: Preparer, limits: DecodeLimits) -> Result:
         result.status = "same"
         return result
     try:
-        decoded = decode_image(data, limits)
+        decoded = decode_image(data, limits, draft=draft)
         image = decoded.image
-        result.pixel_hash = pixel_hash(image)
+        result.pixel_hash = None if decoded.drafted else pixel_hash(image)
         result.phash = phash_int(image)
-        result.width, result.height = decoded.width, decoded.height
-        result.prepared = preparer(image)
+        result.width, result.height = decoded.source_width, decoded.source_height
+        if isinstance(preparer, PhashPreparer):  # the same hash: don't compute it twice
+            result.prepared = np.frombuffer(
+                result.phash.to_bytes(8, "big", signed=True), dtype=np.uint8
+            ).copy()
+        else:
+            result.prepared = preparer(image)
     except ImageRejected as exc:
         result.status, result.reason, result.detail = "skipped", exc.reason, exc.detail
     except Exception as exc:  # a decoder bug must not stop the run
@@ -100,13 +116,22 @@ def process(task: Task, preparer: Preparer, limits: DecodeLimits) -> Result:
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(preparer: Preparer, limits: DecodeLimits) -> None:
+def _init_worker(
+    preparer: Preparer, limits: DecodeLimits, draft: tuple[int, int] | None = None
+) -> None:
     _worker_state["preparer"] = preparer
     _worker_state["limits"] = limits
+    _worker_state["draft"] = draft
 
 
 def _work(task: Task) -> Result:
-    return process(task, _worker_state["preparer"], _worker_state["limits"])
+    return process(
+        task, _worker_state["preparer"], _worker_state["limits"], _worker_state.get("draft")
+    )
+
+
+def _work_chunk(tasks: list[Task]) -> list[Result]:
+    return [_work(task) for task in tasks]
 
 
 def default_workers() -> int:
@@ -119,7 +144,9 @@ def run(
     limits: DecodeLimits,
     *,
     workers: int,
+    draft: tuple[int, int] | None = None,
     max_in_flight: int = 128,
+    chunk: int = 8,
 ) -> Iterator[Result]:
     """Process tasks, yielding results in submission order.
 
@@ -127,49 +154,54 @@ def run(
     """
     if workers <= 0:
         for task in tasks:
-            yield process(task, preparer, limits)
+            yield process(task, preparer, limits, draft)
         return
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(preparer, limits)
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(preparer, limits, draft),
     )
-    window: deque[tuple[Task, Future[Result]]] = deque()
+    # Tasks travel in small chunks: one future per file costs more in pickling and
+    # scheduling than a drafted JPEG takes to hash.
+    window: deque[tuple[list[Task], Future[list[Result]]]] = deque()
+    chunk_size = max(1, min(chunk, max_in_flight // max(workers, 1)))
     try:
         it = iter(tasks)
         exhausted = False
         while True:
-            while not exhausted and len(window) < max_in_flight:
-                try:
-                    task = next(it)
-                except StopIteration:
+            while not exhausted and len(window) * chunk_size < max_in_flight:
+                batch = list(islice(it, chunk_size))
+                if not batch:
                     exhausted = True
                     break
-                window.append((task, pool.submit(_work, task)))
+                window.append((batch, pool.submit(_work_chunk, batch)))
             if not window:
                 break
-            task, fut = window.popleft()
+            batch, fut = window.popleft()
             try:
-                yield fut.result()
+                results = fut.result()
             except BrokenProcessPool:
                 # A worker died (out of memory on a hostile file, a crash in a codec...).
                 # Restart the pool and retry the unfinished tasks one at a time in-process,
                 # so the culprit is found and only it is skipped.
                 log.warning("a decode worker died; retrying the unfinished files")
-                pending = [task] + [t for t, _ in window]
+                pending = batch + [t for b, _ in window for t in b]
                 window.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = ProcessPoolExecutor(
                     max_workers=workers,
                     mp_context=ctx,
                     initializer=_init_worker,
-                    initargs=(preparer, limits),
+                    initargs=(preparer, limits, draft),
                 )
                 for t in pending:
                     single = ProcessPoolExecutor(
                         max_workers=1,
                         mp_context=ctx,
                         initializer=_init_worker,
-                        initargs=(preparer, limits),
+                        initargs=(preparer, limits, draft),
                     )
                     try:
                         yield single.submit(_work, t).result()
@@ -182,5 +214,7 @@ def run(
                         )
                     finally:
                         single.shutdown(wait=False, cancel_futures=True)
+                continue
+            yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
