@@ -16,64 +16,33 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import sys
 from typing import Any
 
 import imagehash
 import numpy as np
-from _data import dataset_files
+from _data import REPO, dataset_files
 from PIL import Image
 
 from lookalike.decode import decode_image
 from lookalike.phash import phash_int
 from lookalike.preprocess import ImageProcessorSpec
 
+sys.path.insert(0, str(REPO / "tests"))
+from hf_configs import CLIP_CONFIG, DINOV2_CONFIG, RESNET_CONFIG  # noqa: E402
+
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "clip-vit-b32": (
         "transformers.models.clip.image_processing_pil_clip.CLIPImageProcessorPil",
-        {
-            "crop_size": {"height": 224, "width": 224},
-            "do_center_crop": True,
-            "do_convert_rgb": True,
-            "do_normalize": True,
-            "do_rescale": True,
-            "do_resize": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_processor_type": "CLIPImageProcessor",
-            "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "resample": 3,
-            "rescale_factor": 0.00392156862745098,
-            "size": {"shortest_edge": 224},
-        },
+        CLIP_CONFIG,
     ),
     "dinov2-small": (
         "transformers.models.bit.image_processing_pil_bit.BitImageProcessorPil",
-        {
-            "crop_size": {"height": 224, "width": 224},
-            "do_center_crop": True,
-            "do_convert_rgb": True,
-            "do_normalize": True,
-            "do_rescale": True,
-            "do_resize": True,
-            "image_mean": [0.485, 0.456, 0.406],
-            "image_processor_type": "BitImageProcessor",
-            "image_std": [0.229, 0.224, 0.225],
-            "resample": 3,
-            "rescale_factor": 0.00392156862745098,
-            "size": {"shortest_edge": 256},
-        },
+        DINOV2_CONFIG,
     ),
     "resnet50": (
         "transformers.models.convnext.image_processing_pil_convnext.ConvNextImageProcessorPil",
-        {
-            "crop_pct": 0.875,
-            "do_normalize": True,
-            "do_resize": True,
-            "feature_extractor_type": "ConvNextFeatureExtractor",
-            "image_mean": [0.485, 0.456, 0.406],
-            "image_std": [0.229, 0.224, 0.225],
-            "resample": 3,
-            "size": 224,
-        },
+        RESNET_CONFIG,
     ),
 }
 
@@ -114,7 +83,9 @@ def main() -> None:
     big = []
     for im in images[:100]:
         buf = io.BytesIO()
-        im.resize((im.width * 4, im.height * 4), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+        im.resize((im.width * 4, im.height * 4), Image.Resampling.BICUBIC).save(
+            buf, "JPEG", quality=90
+        )
         big.append(buf.getvalue())
     print(f"{'model':<14} {'mean |diff|':>12} {'p99 |diff|':>12} {'max |diff|':>12}")
     for name, (_, config) in CONFIGS.items():

@@ -4,13 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-. .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -e .
+. scripts/_venv.sh ""
 
 COLL=${LOOKALIKE_COLLECTION:-.lookalike-demo}
 lookalike index examples/images --model phash --collection "$COLL"
