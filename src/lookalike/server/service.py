@@ -238,9 +238,13 @@ class Service:
                     raise QueryError("vector must be a hex string of packed bits") from None
                 row = np.frombuffer(raw, dtype=np.uint8)
             elif isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and float(v).is_integer()
+                and 0 <= v <= 255
+                for v in value
             ):
-                row = np.asarray(value, dtype=np.uint8)
+                row = np.asarray(value, dtype=np.float64).astype(np.uint8)
             else:
                 raise QueryError("vector must be a hex string or a list of byte values (0-255)")
         else:
