@@ -8,6 +8,7 @@ which never show a traceback).
 import json
 import logging
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ from ..errors import (
 )
 from .metrics import Metrics
 from .security import check_api_key
-from .service import Conflict, ServerSettings, Service, Upload
+from .service import Conflict, ServerSettings, Service, Upload, WouldBlock
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +304,19 @@ def create_app(
                 {"WWW-Authenticate": "ApiKey"},
             )
 
-    def read_access(request: Request, _key: str | None = Depends(key_header)) -> None:
+    async def read_access(request: Request, _key: str | None = Depends(key_header)) -> None:
         _check(request, settings.api_key_all)
 
-    def write_access(request: Request, _key: str | None = Depends(key_header)) -> None:
+    async def write_access(request: Request, _key: str | None = Depends(key_header)) -> None:
         _check(request, True)
+
+    async def read_now(fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a short read on the event loop when no writer holds or awaits the lock
+        (no thread hop: searches take ~1 ms), else in the threadpool, where it may wait."""
+        try:
+            return fn(*args, blocking=False)
+        except WouldBlock:
+            return await run_in_threadpool(fn, *args)
 
     read_dep = [Depends(read_access)]
     write_dep = [Depends(write_access)]
@@ -417,7 +426,7 @@ def create_app(
     }
 
     @app.post("/search", tags=["search"], dependencies=read_dep, openapi_extra=search_body)
-    async def search(request: Request) -> dict[str, Any]:
+    async def search(request: Request) -> Response:
         """Search by an uploaded image (multipart ``file``) or by JSON ``id``/``url``/``vector``."""
         start = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -433,7 +442,7 @@ def create_app(
             (data,) = await _read_files([upload])  # type: ignore[list-item]
             query: dict[str, Any] = {"upload": upload.filename or "upload"}
             vec = await run_in_threadpool(service.embed, data)
-            results = await run_in_threadpool(
+            results = await read_now(
                 service.search_vector, vec, params.k, params.threshold, params.label
             )
         elif ctype == "application/json":
@@ -446,7 +455,7 @@ def create_app(
                 raise InvalidInput("give exactly one of 'id', 'url' or 'vector'")
             if params.id is not None:
                 query = {"id": params.id}
-                results = await run_in_threadpool(
+                results = await read_now(
                     service.similar, params.id, params.k, params.threshold, params.label
                 )
             else:
@@ -457,35 +466,39 @@ def create_app(
                 else:
                     query = {"vector": True}
                     vec = service.parse_vector(params.vector)
-                results = await run_in_threadpool(
+                results = await read_now(
                     service.search_vector, vec, params.k, params.threshold, params.label
                 )
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
-        return {
-            "query": query,
-            "results": results,
-            "took_ms": round((time.perf_counter() - start) * 1000, 2),
-        }
+        return JSONResponse(
+            {
+                "query": query,
+                "results": results,
+                "took_ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+        )
 
     # -- items -----------------------------------------------------------------------
     # Ids may contain "/" (folder-relative paths), so the sub-resources come first.
 
     @app.get("/items/{item_id:path}/similar", tags=["items"], dependencies=read_dep)
-    def similar(
+    async def similar(
         item_id: str,
         k: Annotated[int, Query(ge=1, le=max_k)] = 10,
         threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
         label: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The item's most similar items (the item itself excluded)."""
         start = time.perf_counter()
-        results = service.similar(item_id, k, threshold, label)
-        return {
-            "query": {"id": item_id},
-            "results": results,
-            "took_ms": round((time.perf_counter() - start) * 1000, 2),
-        }
+        results = await read_now(service.similar, item_id, k, threshold, label)
+        return JSONResponse(
+            {
+                "query": {"id": item_id},
+                "results": results,
+                "took_ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+        )
 
     @app.get("/items/{item_id:path}/image", tags=["items"], dependencies=read_dep)
     def image(item_id: str) -> Response:
