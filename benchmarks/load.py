@@ -20,7 +20,9 @@ Every phase prints requests, errors (must be 0), throughput, p50 and p99 per req
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import json
 import os
 import random
 import socket
@@ -113,8 +115,62 @@ class Recorder:
             return sum(len(v) for v in self.latency.values())
 
 
+class Client:
+    """A lean keep-alive HTTP client (http.client): the load generator shares the machine's
+    two cores with the server, so it must cost as little CPU per request as possible."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=30)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                return resp.status, resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+BOUNDARY = "lookalike-load-boundary"
+
+
+def multipart(file_field: str, data: bytes, fields: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{file_field}"; '
+        f'filename="q.jpg"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+    ]
+    for name, value in fields.items():
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            f"{value}\r\n".encode()
+        )
+    body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def results_ok(status: int, body: bytes, n: int) -> bool:
+    return status == 200 and len(json.loads(body)["results"]) == n
+
+
 def run_phase(
-    base: str,
+    port: int,
     clients: int,
     seconds: float,
     max_requests: int,
@@ -126,10 +182,13 @@ def run_phase(
     stop = threading.Event()
     added = iter(range(10**9))
     added_lock = threading.Lock()
+    uploads = [multipart("file", data, {"k": "10"}) for data in images]
+    auth = {"X-API-Key": KEY}
 
     def client(n: int) -> None:
         rnd = random.Random(n)
-        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": KEY}) as c:
+        c = Client(port)
+        try:
             while not stop.is_set():
                 if rec.total() >= max_requests:
                     stop.set()
@@ -138,25 +197,27 @@ def run_phase(
                 t0 = time.perf_counter()
                 try:
                     if kind == "similar":
-                        r = c.get(f"/items/{rnd.choice(ids)}/similar", params={"k": 10})
-                        ok = r.status_code == 200 and len(r.json()["results"]) == 10
+                        status, body = c.request("GET", f"/items/{rnd.choice(ids)}/similar?k=10")
+                        ok = results_ok(status, body, 10)
                     elif kind == "upload":
-                        data = rnd.choice(images)
-                        r = c.post("/search", files={"file": ("q.jpg", data)}, data={"k": "10"})
-                        ok = r.status_code == 200 and len(r.json()["results"]) == 10
+                        payload, headers = rnd.choice(uploads)
+                        status, body = c.request("POST", "/search", payload, headers)
+                        ok = results_ok(status, body, 10)
                     else:
                         with added_lock:
                             serial = next(added)
-                        data = rnd.choice(images)
-                        r = c.post(
-                            "/items",
-                            files={"files": ("a.jpg", data)},
-                            data={"ids": f"load-{os.getpid()}-{n}-{serial}"},
+                        payload, headers = multipart(
+                            "files", rnd.choice(images), {"ids": f"load-{os.getpid()}-{n}-{serial}"}
                         )
-                        ok = r.status_code == 201
-                    rec.add(kind, time.perf_counter() - t0, ok, "" if ok else r.text)
-                except httpx.HTTPError as exc:
+                        status, body = c.request("POST", "/items", payload, {**headers, **auth})
+                        ok = status == 201
+                    rec.add(kind, time.perf_counter() - t0, ok, "" if ok else body.decode()[:200])
+                except (OSError, http.client.HTTPException, ValueError) as exc:
                     rec.add(kind, time.perf_counter() - t0, False, repr(exc))
+                    c.close()
+                    c = Client(port)
+        finally:
+            c.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     start = time.perf_counter()
@@ -240,7 +301,7 @@ def main() -> int:
 
             cpu0 = cpu_seconds(proc.pid)
             rec, el = run_phase(
-                base, args.clients, args.seconds, args.max_requests, lambda r: "similar", ids, []
+                port, args.clients, args.seconds, args.max_requests, lambda r: "similar", ids, []
             )
             report(
                 f"phase 1: GET /items/{{id}}/similar, k=10, {args.clients} clients",
@@ -258,7 +319,7 @@ def main() -> int:
 
             cpu0 = cpu_seconds(proc.pid)
             rec, el = run_phase(
-                base, args.clients, args.seconds, args.max_requests, mix, ids, images
+                port, args.clients, args.seconds, args.max_requests, mix, ids, images
             )
             report(
                 f"phase 2: mixed (80% similar, 17% upload search, 3% add), {args.clients} clients",
@@ -275,17 +336,19 @@ def main() -> int:
             limits = DecodeLimits(max_megapixels=50.0)
             model_times: list[float] = []
             server_times: list[float] = []
-            with httpx.Client(base_url=base, timeout=30) as c:
-                for i in range(args.upload_requests):
-                    data = images[i % len(images)]
-                    t = time.perf_counter()
-                    coll.embed_image(data, limits)
-                    model_times.append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    r = c.post("/search", files={"file": ("q.jpg", data)}, data={"k": "10"})
-                    server_times.append(time.perf_counter() - t)
-                    if r.status_code != 200:
-                        errors += 1
+            c = Client(port)
+            for i in range(args.upload_requests):
+                data = images[i % len(images)]
+                t = time.perf_counter()
+                coll.embed_image(data, limits)
+                model_times.append(time.perf_counter() - t)
+                payload, headers = multipart("file", data, {"k": "10"})
+                t = time.perf_counter()
+                status, body = c.request("POST", "/search", payload, headers)
+                server_times.append(time.perf_counter() - t)
+                if not results_ok(status, body, 10):
+                    errors += 1
+            c.close()
             coll.close()
             m50, s50 = pct(model_times, 50) * 1000, pct(server_times, 50) * 1000
             overhead = s50 - m50

@@ -318,7 +318,8 @@ def create_app(
         except WouldBlock:
             return await run_in_threadpool(fn, *args)
 
-    read_dep = [Depends(read_access)]
+    # Open reads carry no auth dependency at all (it would cost every search a little).
+    read_dep = [Depends(read_access)] if settings.api_key_all else []
     write_dep = [Depends(write_access)]
     max_k = settings.max_k
 

@@ -126,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level="warning" if args.verbose == 0 else "info",
             server_header=False,
+            access_log=args.verbose > 0,
         )
     finally:
         coll.close()
