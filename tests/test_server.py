@@ -713,3 +713,18 @@ def test_json_errors_are_one_line_for_validation(coll: Collection) -> None:
     r = client(coll).post("/search", json={"id": 5})
     assert r.status_code == 422
     assert json.loads(r.text)["error"].startswith("invalid request: id:")
+
+
+def test_a_failure_after_the_commit_keeps_the_committed_image(
+    coll: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_update(*_a: Any, **_k: Any) -> None:
+        raise OSError("disk full")
+
+    c = client(coll)
+    monkeypatch.setattr(coll.index, "update", broken_update)
+    data = imagegen.encode(imagegen.photo_like(61), "JPEG")
+    r = c.post("/items", files={"files": ("a.jpg", data)}, data={"ids": "late"})
+    assert r.status_code == 500 and r.json() == {"error": "internal server error"}
+    item = coll.get("late")  # committed before the index update failed
+    assert Path(item.path or "").read_bytes() == data

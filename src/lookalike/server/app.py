@@ -432,16 +432,20 @@ def create_app(
         start = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=10)
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise InvalidInput("multipart search needs an image in the 'file' field")
-            fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-            params = SearchRequest.model_validate(
-                {k: v for k, v in fields.items() if k in ("k", "threshold", "label") and v != ""}
-            )
-            (data,) = await _read_files([upload])  # type: ignore[list-item]
-            query: dict[str, Any] = {"upload": upload.filename or "upload"}
+            async with request.form(max_files=1, max_fields=10) as form:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise InvalidInput("multipart search needs an image in the 'file' field")
+                fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+                params = SearchRequest.model_validate(
+                    {
+                        k: v
+                        for k, v in fields.items()
+                        if k in ("k", "threshold", "label") and v != ""
+                    }
+                )
+                (data,) = await _read_files([upload])  # type: ignore[list-item]
+                query: dict[str, Any] = {"upload": upload.filename or "upload"}
             vec = await run_in_threadpool(service.embed, data)
             results = await read_now(
                 service.search_vector, vec, params.k, params.threshold, params.label

@@ -343,11 +343,19 @@ class Service:
                     paths=[str(p) for p in paths],
                 )
         except BaseException:
-            for path in paths:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+            for item_id, path in zip(ids, paths, strict=True):
+                if not self._refers_to(item_id, path):  # never delete a committed item's image
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
             raise
         return ids
+
+    def _refers_to(self, item_id: str, path: Path) -> bool:
+        try:
+            item = self.coll.catalog.get(item_id)
+        except Exception:  # noqa: BLE001 - unsure: keep the file
+            return True
+        return item is not None and item.path == str(path)
 
     def remove(self, item_id: str) -> None:
         with self.lock.write():
