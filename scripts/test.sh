@@ -6,6 +6,14 @@ cd "$(dirname "$0")/.."
 
 . scripts/_venv.sh "[dev,server]"
 
+# The browser test (tests/test_web.py) drives Debian's chromium; install it when we can.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing chromium for the browser test"
+  (apt-get install -y -q chromium >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+    || echo "chromium could not be installed: the browser test will be skipped" >&2
+fi
+
 echo "== ruff"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks

@@ -344,11 +344,13 @@ class Collection:
         metadata: Sequence[dict[str, Any]] | None = None,
         source: str = "vectors",
         batch_size: int = 100_000,
+        paths: Sequence[str | None] | None = None,
     ) -> int:
         """Add items from precomputed vectors (no image files), e.g. embeddings made elsewhere.
 
         Float vectors are L2-normalised; binary collections take packed uint8 rows.
-        Ids must be new. Returns the number added.
+        Ids must be new. Returns the number added. ``paths`` optionally gives each item's
+        image file (the server stores uploads this way); the file must already be written.
         """
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape[1] != self.vectors.width or len(ids) != len(vectors):
@@ -384,7 +386,7 @@ class Collection:
                                 id=item_id,
                                 slot=first + offset,
                                 source=source,
-                                path=None,
+                                path=paths[i] if paths is not None else None,
                                 url=None,
                                 label=labels[i] if labels is not None else None,
                                 metadata=dict(metadata[i]) if metadata is not None else {},

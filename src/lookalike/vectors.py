@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+_FEW = 8  # reads of up to this many rows use pread instead of a memory map
+
 
 class VectorFile:
     def __init__(self, path: Path, dtype: np.dtype[Any] | str, width: int) -> None:
@@ -51,13 +53,38 @@ class VectorFile:
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n, self.width))
 
     def read(self, slots: np.ndarray | list[int], n_slots: int) -> np.ndarray:
-        mat = self.matrix(n_slots)
         idx = np.asarray(slots, dtype=np.int64)
+        if idx.ndim == 1 and 0 < idx.size <= _FEW:
+            return self._read_few(idx, n_slots)
+        mat = self.matrix(n_slots)
         if idx.size and (idx.max() >= mat.shape[0] or idx.min() < 0):
             raise IndexError(
                 "vector slot out of range: the vectors file is shorter than the catalog"
             )
         return np.array(mat[idx], dtype=self.dtype)
+
+    def _read_few(self, idx: np.ndarray, n_slots: int) -> np.ndarray:
+        """A handful of rows with ``pread`` (a query's vector): much cheaper than mapping
+        the file for one row; same checks and result as the memory-mapped path."""
+        out = np.empty((idx.size, self.width), dtype=self.dtype)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = -1
+        try:
+            for j, slot in enumerate(idx.tolist()):
+                data = b""
+                if fd >= 0 and 0 <= slot < n_slots:
+                    data = os.pread(fd, self.row_bytes, slot * self.row_bytes)
+                if len(data) != self.row_bytes:
+                    raise IndexError(
+                        "vector slot out of range: the vectors file is shorter than the catalog"
+                    )
+                out[j] = np.frombuffer(data, dtype=self.dtype)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return out
 
     def size_bytes(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0

@@ -1,0 +1,142 @@
+"""``lookalike serve``: run the search service on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from typing import Any
+
+from ..errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the REST API and web page for a collection",
+        description=(
+            "Serve a collection over HTTP: a JSON API (OpenAPI docs at /docs) and a search "
+            "page at /. Binds to 127.0.0.1 unless --host says otherwise."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require this key (X-API-Key header) for write endpoints; "
+        "default: $LOOKALIKE_API_KEY if set",
+    )
+    p.add_argument(
+        "--api-key-all", action="store_true", help="require the API key on every API endpoint"
+    )
+    p.add_argument(
+        "--allow-urls",
+        action="store_true",
+        help="allow searching by image URL (public http/https addresses only)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow cross-origin requests from ORIGIN (repeatable; default: none)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=_positive,
+        default=20.0,
+        metavar="MB",
+        help="largest accepted upload (default 20)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=_positive,
+        default=50.0,
+        metavar="MP",
+        help="largest accepted image in megapixels (default 50)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="create the collection with this model if it does not exist yet",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..collection import Collection
+    from . import ServerSettings, create_app, require_server_extra
+
+    require_server_extra()
+    api_key = args.api_key if args.api_key is not None else os.environ.get("LOOKALIKE_API_KEY")
+    settings = ServerSettings(
+        api_key=api_key,
+        api_key_all=args.api_key_all,
+        allow_urls=args.allow_urls,
+        cors_origins=tuple(args.cors_origin),
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_megapixels=args.max_megapixels,
+    )
+    if "*" in settings.cors_origins and api_key is None:
+        raise InvalidInput("--cors-origin '*' needs --api-key")
+    if not _is_loopback(args.host) and api_key is None:
+        print(
+            f"lookalike: warning: serving on {args.host} without --api-key: anyone who can "
+            "reach it can add and remove items",
+            file=sys.stderr,
+        )
+    coll = Collection.open(args.collection, args.model, create=args.model is not None)
+    try:
+        app = create_app(coll, settings)
+        import uvicorn
+
+        print(
+            f"lookalike: serving {coll.root} ({len(coll)} items) on http://{args.host}:{args.port}/",
+            file=sys.stderr,
+        )
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning" if args.verbose == 0 else "info",
+            server_header=False,
+            access_log=args.verbose > 0,
+        )
+    finally:
+        coll.close()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,451 @@
+"""What the server does, without HTTP: searches, adds, removals, images and thumbnails over
+one :class:`~lookalike.collection.Collection`, safe to call from many threads.
+
+Concurrency: one readers-writer lock (:class:`RWLock`). Searches and item reads share it;
+adds and removals take it alone, so a search never sees a half-applied change and writes
+are serialised. Slow work (decoding and embedding uploads, writing upload files, making
+thumbnails) happens outside the lock. The collection's own file lock still guards against
+writers in other processes, and its crash-safety rules (vectors fsynced before the catalog
+commit, index rebuilt from vectors when stale) keep the folder consistent if the server is
+killed. Upload files are written and fsynced before the commit that refers to them; a crash
+in between leaves at most an unreferenced file in ``uploads/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+
+from ..decode import DecodeLimits, decode_image
+from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
+from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
+
+if TYPE_CHECKING:
+    from ..catalog import Item
+    from ..collection import Collection
+
+log = logging.getLogger(__name__)
+
+UPLOADS = "uploads"
+THUMBS = Path("cache") / "thumbs"
+
+
+class Conflict(InvalidInput):
+    """The request clashes with what is stored (e.g. an id that already exists)."""
+
+
+class NoImage(ItemNotFound):
+    """The item exists but has no image file the server can serve."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server behaves. Everything defaults to the safe choice."""
+
+    api_key: str | None = None
+    api_key_all: bool = False  # require the key on read endpoints too
+    allow_urls: bool = False  # fetch images by URL (SSRF-guarded)
+    cors_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = 20 * 2**20
+    max_megapixels: float = 50.0
+    max_files: int = 32
+    max_k: int = 1000
+    thumbnail_px: int = 256
+    fetch_timeout: float = 10.0
+    # Tests only (not on the CLI): let the URL guard accept loopback/private addresses so the
+    # success path of fetching can be exercised against a local test server.
+    allow_private_for_tests: bool = False
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise InvalidInput("the API key must not be empty")
+        if self.api_key_all and self.api_key is None:
+            raise InvalidInput("--api-key-all needs --api-key")
+        if self.max_upload_bytes < 1:
+            raise InvalidInput("the upload size limit must be positive")
+        if self.max_files < 1 or self.max_k < 1 or self.thumbnail_px < 16:
+            raise InvalidInput("max_files and max_k must be positive, thumbnail_px >= 16")
+
+
+class WouldBlock(Exception):
+    """A non-blocking read found a writer active or waiting."""
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer blocks new readers (no starvation)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def read(self, blocking: bool = True) -> Iterator[None]:
+        """Hold the lock for reading; with ``blocking=False`` raise :class:`WouldBlock` at
+        once instead of waiting for a writer."""
+        with self._cond:
+            while self._writer or self._waiting:
+                if not blocking:
+                    raise WouldBlock
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Upload:
+    """One image to add: its bytes, and optionally an id, a label and metadata."""
+
+    data: bytes
+    id: str | None = None
+    label: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def item_links(item_id: str) -> dict[str, str]:
+    q = quote(item_id, safe="")
+    return {"image_url": f"/items/{q}/image", "thumbnail_url": f"/items/{q}/thumbnail"}
+
+
+def public_item(item: Item) -> dict[str, Any]:
+    """An item as the API shows it: no server file paths."""
+    return {
+        "id": item.id,
+        "label": item.label,
+        "metadata": item.metadata,
+        "url": item.url,
+        "width": item.width,
+        "height": item.height,
+        **item_links(item.id),
+    }
+
+
+class Service:
+    def __init__(self, coll: Collection, settings: ServerSettings) -> None:
+        self.coll = coll
+        self.settings = settings
+        self.lock = RWLock()
+        self.limits = DecodeLimits(max_megapixels=settings.max_megapixels)
+        self.fetch_limits = FetchLimits(
+            timeout=settings.fetch_timeout, max_bytes=settings.max_upload_bytes
+        )
+        self.uploads = coll.root / UPLOADS
+        self.thumbs = coll.root / THUMBS
+        coll.embedder.load()
+        _single_threaded_faiss()
+        with self.lock.write():
+            coll.index.store()  # load (or rebuild) the index before the first request
+
+    # -- reading ---------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        model = self.coll.config["model"]
+        with self.lock.read():
+            items = len(self.coll)
+            index = self.coll.index.info()
+        return {
+            "items": items,
+            "model": model["name"],
+            "dim": model["dim"],
+            "metric": model["metric"],
+            "index": {"type": index["type"], "count": index["count"], "bytes": index["bytes"]},
+        }
+
+    def get(self, item_id: str) -> dict[str, Any]:
+        with self.lock.read():
+            return public_item(self.coll.get(item_id))
+
+    def _hits(self, hits: Sequence[Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "rank": h.rank,
+                "id": h.id,
+                "score": round(float(h.score), 6),
+                "label": h.label,
+                "metadata": h.metadata,
+                "url": h.url,
+                **item_links(h.id),
+            }
+            for h in hits
+        ]
+
+    def search_vector(
+        self,
+        vec: np.ndarray,
+        k: int,
+        threshold: float | None = None,
+        label: str | None = None,
+        exclude_slot: int | None = None,
+        *,
+        blocking: bool = True,
+    ) -> list[dict[str, Any]]:
+        self._check_k(k)
+        with self.lock.read(blocking):
+            hits = self.coll.search_vector(
+                vec, k, threshold=threshold, label=label, exclude_slot=exclude_slot
+            )
+        return self._hits(hits)
+
+    def similar(
+        self,
+        item_id: str,
+        k: int,
+        threshold: float | None = None,
+        label: str | None = None,
+        *,
+        blocking: bool = True,
+    ) -> list[dict[str, Any]]:
+        self._check_k(k)
+        with self.lock.read(blocking):
+            vec, slot, _ = self.coll.query_vector("id:" + item_id)
+            hits = self.coll.search_vector(
+                vec, k, threshold=threshold, label=label, exclude_slot=slot
+            )
+        return self._hits(hits)
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
+
+    def parse_vector(self, value: Any) -> np.ndarray:
+        """A query vector from JSON: floats for cosine models, a hex string (or a list of
+        byte values) of packed bits for Hamming models."""
+        coll = self.coll
+        if coll.binary:
+            if isinstance(value, str):
+                try:
+                    raw = bytes.fromhex(value)
+                except ValueError:
+                    raise QueryError("vector must be a hex string of packed bits") from None
+                row = np.frombuffer(raw, dtype=np.uint8)
+            elif isinstance(value, list) and all(
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and float(v).is_integer()
+                and 0 <= v <= 255
+                for v in value
+            ):
+                row = np.asarray(value, dtype=np.float64).astype(np.uint8)
+            else:
+                raise QueryError("vector must be a hex string or a list of byte values (0-255)")
+        else:
+            if not isinstance(value, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
+                raise QueryError("vector must be a list of numbers")
+            row = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(row)):
+                raise QueryError("vector values must be finite numbers")
+        if row.size != coll.vectors.width:
+            unit = "bytes" if coll.binary else "values"
+            raise QueryError(f"vector has {row.size} {unit}, expected {coll.vectors.width}")
+        vec, _, _ = coll.query_vector(row.astype(coll.vectors.dtype))
+        return vec
+
+    # -- embedding -------------------------------------------------------------------
+
+    def embed(self, data: bytes) -> np.ndarray:
+        """One image's vector (1 row); the content is sniffed and checked against the limits.
+        Runs outside the lock: the embedder is thread-safe and never touches the catalog."""
+        if len(data) > self.settings.max_upload_bytes:
+            raise ImageRejected("too-large", f"upload over {self.settings.max_upload_bytes} bytes")
+        sniff_image(data)
+        return self.coll.embed_image(data, self.limits)
+
+    def fetch(self, url: str) -> bytes:
+        if not self.settings.allow_urls:
+            raise QueryError("URL fetching is off on this server (start it with --allow-urls)")
+        if self.settings.allow_private_for_tests:
+            return safe_fetch(url, self.fetch_limits, allow_address=lambda _a: True)
+        return safe_fetch(url, self.fetch_limits)
+
+    def vector_json(self, vec: np.ndarray) -> list[float] | str:
+        row = vec[0]
+        if self.coll.binary:
+            return bytes(np.asarray(row, dtype=np.uint8)).hex()
+        return [float(x) for x in row]
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(self, uploads: Sequence[Upload]) -> list[str]:
+        """Add images; returns their ids. All or nothing: a bad image or an id clash adds none."""
+        if not uploads:
+            raise InvalidInput("no images to add")
+        ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        formats: list[str] = []
+        for n, up in enumerate(uploads, 1):
+            try:
+                fmt = sniff_image(up.data)
+                vecs.append(self.embed(up.data))
+            except ImageRejected as exc:
+                raise ImageRejected(exc.reason, f"file {n}: {exc.detail or exc.reason}") from None
+            formats.append(fmt)
+            item_id = up.id if up.id is not None else "upload-" + _digest(up.data)[:16]
+            if not item_id.strip() or len(item_id) > 512 or "\x00" in item_id:
+                raise InvalidInput(f"file {n}: ids must be 1-512 characters without NUL")
+            ids.append(item_id)
+        if len(set(ids)) != len(ids):
+            raise InvalidInput("the same id appears twice in this request")
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        paths = [
+            self.uploads / (uuid.uuid4().hex + EXTENSIONS[fmt]) for fmt in formats
+        ]  # fresh names: never overwrite a stored image
+        try:
+            for path, up in zip(paths, uploads, strict=True):
+                _write_durably(path, up.data)
+            with self.lock.write():
+                clash = next((i for i in ids if self.coll.catalog.id_exists(i)), None)
+                if clash is not None:
+                    raise Conflict(f"an item with id {clash!r} already exists")
+                self.coll.add_vectors(
+                    ids,
+                    np.concatenate(vecs, axis=0),
+                    labels=[u.label for u in uploads],
+                    metadata=[u.metadata for u in uploads],
+                    source=UPLOADS,
+                    paths=[str(p) for p in paths],
+                )
+        except BaseException:
+            for item_id, path in zip(ids, paths, strict=True):
+                if not self._refers_to(item_id, path):  # never delete a committed item's image
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+            raise
+        return ids
+
+    def _refers_to(self, item_id: str, path: Path) -> bool:
+        try:
+            item = self.coll.catalog.get(item_id)
+        except Exception:  # noqa: BLE001 - unsure: keep the file
+            return True
+        return item is not None and item.path == str(path)
+
+    def remove(self, item_id: str) -> None:
+        with self.lock.write():
+            item = self.coll.get(item_id)
+            self.coll.remove([item_id])
+        # An uploaded image belongs to its item: delete it after the commit.
+        if item.path and item.source == UPLOADS:
+            path = Path(item.path)
+            if path.parent == self.uploads:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+
+    # -- images ----------------------------------------------------------------------
+
+    def _image_file(self, item_id: str) -> tuple[Path, os.stat_result]:
+        with self.lock.read():
+            item = self.coll.get(item_id)
+        if not item.path:
+            raise NoImage(f"item {item_id!r} has no stored image")
+        path = Path(item.path)
+        try:
+            return path, path.stat()
+        except OSError:
+            raise NoImage(f"the image of item {item_id!r} is missing on the server") from None
+
+    def image(self, item_id: str) -> tuple[bytes, str]:
+        """The item's original image bytes and media type (sniffed, not guessed)."""
+        path, _ = self._image_file(item_id)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise NoImage(f"the image of item {item_id!r} cannot be read") from None
+        try:
+            fmt = sniff_image(data)
+        except ImageRejected:
+            raise NoImage(f"the stored file of item {item_id!r} is not a servable image") from None
+        return data, IMAGE_MEDIA_TYPES[fmt]
+
+    def thumbnail(self, item_id: str, webp: bool = False) -> tuple[bytes, str]:
+        """A small JPEG (or WebP) of the item, cached on disk under ``cache/thumbs``."""
+        path, st = self._image_file(item_id)
+        px = self.settings.thumbnail_px
+        ext = "webp" if webp else "jpg"
+        key = f"{item_id}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{px}"
+        cached = self.thumbs / f"{_digest(key.encode('utf-8', 'surrogatepass'))[:32]}.{ext}"
+        media = "image/webp" if webp else "image/jpeg"
+        with contextlib.suppress(OSError):
+            return cached.read_bytes(), media
+        try:
+            data = path.read_bytes()
+            decoded = decode_image(data, self.limits, draft=(px, px))
+        except (OSError, ImageRejected):
+            raise NoImage(f"the image of item {item_id!r} cannot be decoded") from None
+        im = decoded.image
+        im.thumbnail((px, px))
+        buf = io.BytesIO()
+        if webp:
+            im.save(buf, format="WEBP", quality=80)
+        else:
+            im.save(buf, format="JPEG", quality=82, optimize=True)
+        out = buf.getvalue()
+        try:
+            self.thumbs.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(out)
+            os.replace(tmp, cached)
+        except OSError as exc:  # a read-only folder only costs the cache
+            log.debug("cannot cache thumbnail %s: %s", cached, exc)
+        return out, media
+
+
+def _single_threaded_faiss() -> None:
+    """The server runs searches in parallel threads, one query each; FAISS's own OpenMP
+    threads only add contention there (measured: ~20x slower per query on 2 cores, as idle
+    OpenMP workers spin). This sets the process-wide FAISS thread count to 1."""
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a core dependency
+        return
+    faiss.omp_set_num_threads(1)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
