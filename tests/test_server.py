@@ -728,3 +728,31 @@ def test_a_failure_after_the_commit_keeps_the_committed_image(
     assert r.status_code == 500 and r.json() == {"error": "internal server error"}
     item = coll.get("late")  # committed before the index update failed
     assert Path(item.path or "").read_bytes() == data
+
+
+def _brute_force(coll: Collection, query_id: str, label: str | None) -> dict[str, float]:
+    """Exact Hamming scores of every other item (with ``label``) against ``query_id``."""
+    q = coll.vectors.read([coll.get(query_id).slot], coll.catalog.next_slot)[0]
+    out = {}
+    for item in coll.items():
+        if item.id == query_id or (label is not None and item.label != label):
+            continue
+        v = coll.vectors.read([item.slot], coll.catalog.next_slot)[0]
+        out[item.id] = 1.0 - int(np.unpackbits(np.bitwise_xor(q, v)).sum()) / 64
+    return out
+
+
+@pytest.mark.parametrize("label", ["red", "blue", "rare", "unknown"])
+def test_label_filtered_search_is_exact(coll: Collection, label: str) -> None:
+    coll.add_vectors(["rare-1"], np.full((1, 8), 7, dtype=np.uint8), labels=["rare"])
+    c = client(coll)
+    expected = _brute_force(coll, "red/2.jpg", label)
+    r = c.get("/items/red/2.jpg/similar", params={"k": 3, "label": label})
+    hits = r.json()["results"]
+    best = sorted(expected.values(), reverse=True)[:3]
+    assert [h["score"] for h in hits] == pytest.approx(best)
+    assert all(h["score"] == pytest.approx(expected[h["id"]]) for h in hits)
+    assert all(h["label"] == label for h in hits)
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    r = c.post("/search", json={"id": "red/2.jpg", "k": 3, "label": label, "threshold": 0.6})
+    assert all(h["score"] >= 0.6 and h["label"] == label for h in r.json()["results"])

@@ -263,6 +263,10 @@ class Catalog:
     def slots(self) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT slot FROM items ORDER BY slot")]
 
+    def slots_with_label(self, label: str) -> list[int]:
+        """The vector slots of the items with this label (uses the label index)."""
+        return [r[0] for r in self.db.execute("SELECT slot FROM items WHERE label = ?", (label,))]
+
     def id_exists(self, item_id: str) -> bool:
         return (
             self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
