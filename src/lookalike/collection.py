@@ -576,6 +576,17 @@ class Collection:
 
         return export_collection(self, fmt, Path(out))
 
+    def duplicates(
+        self,
+        level: str = "near",
+        threshold: float | None = None,
+        against: Collection | None = None,
+    ) -> list[Any]:
+        """Duplicate groups (``lookalike.duplicates.Group``): level exact, near or similar."""
+        from .duplicates import find_duplicates
+
+        return find_duplicates(self, level, threshold, against)
+
 
 class _Indexer:
     """One run of ``Collection.add``: scan, classify, embed, commit, update the index."""
