@@ -18,8 +18,11 @@ Metrics
 *Pairs*: a predicted pair is two items in the same predicted group (groups are connected
 components, so a group of n gives n(n-1)/2 pairs); precision = true predicted pairs /
 predicted pairs, recall = true predicted pairs / true pairs. Counted per group (no pair is
-enumerated), so it scales to large groups. Per edit ``e``: the same, restricted to pairs
-with at least one member whose edit is ``e``.
+enumerated), so it scales to large groups. Per edit ``e``: when the ground truth marks
+originals (``edit`` = ``original``), the pairs (copy made by ``e``, an original), i.e. recall
+is the share of ``e`` copies put in their original's group and precision the share of
+(``e`` item, original) pairs put together that are right; otherwise all pairs with at least
+one member whose edit is ``e``.
 
 *Groups*: a true group (2+ items) is found when a predicted group has exactly its members;
 precision = found / predicted groups, recall = found / true groups.
@@ -210,14 +213,27 @@ def evaluate(predicted: Sequence[Sequence[str]], truth: Truth) -> dict[str, Any]
         sum(_pairs(n) for n in clusters["pred"].values()),
         sum(_pairs(n) for n in clusters["true"].values()),
     )
-    per_edit = {}
-    for e in edits:
-        m = marked[e]
-        per_edit[e] = PRF(
-            _pairs_with((cells[c], k) for c, k in m["cell"].items()),
-            _pairs_with((clusters["pred"][c], k) for c, k in m["pred"].items()),
-            _pairs_with((clusters["true"][c], k) for c, k in m["true"].items()),
-        )
+    per_edit: dict[str, PRF] = {}
+    if "original" in edits:
+        # pairs (copy made by edit e, its original): does the finder put each copy with it?
+        orig = marked["original"]
+        for e in edits:
+            if e == "original":
+                continue
+            m = marked[e]
+            per_edit[e] = PRF(
+                sum(k * orig["cell"][c] for c, k in m["cell"].items()),
+                sum(k * orig["pred"][c] for c, k in m["pred"].items()),
+                sum(k * orig["true"][c] for c, k in m["true"].items()),
+            )
+    else:
+        for e in edits:
+            m = marked[e]
+            per_edit[e] = PRF(
+                _pairs_with((cells[c], k) for c, k in m["cell"].items()),
+                _pairs_with((clusters["pred"][c], k) for c, k in m["pred"].items()),
+                _pairs_with((clusters["true"][c], k) for c, k in m["true"].items()),
+            )
 
     true_groups: dict[str, set[str]] = {}
     for item, name in truth.group.items():
@@ -247,7 +263,7 @@ def format_table(result: dict[str, Any]) -> str:
     def f(x: float | None) -> str:
         return "   -  " if x is None else f"{x:6.3f}"
 
-    lines = [f"{'':<22} {'prec':>6} {'recall':>6} {'F1':>6}  {'pairs':>8}"]
+    lines = [f"{'':<28} {'prec':>6} {'recall':>6} {'F1':>6}  {'true pairs':>10}"]
     rows = [("pairs (all)", result["pairs"]), ("groups (exact match)", result["groups"])]
     rows += [(f"  edit: {e}", prf) for e, prf in result["per_edit"].items()]
     for name, prf in rows:
