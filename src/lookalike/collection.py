@@ -581,11 +581,12 @@ class Collection:
         level: str = "near",
         threshold: float | None = None,
         against: Collection | None = None,
+        hashes: str = "all",
     ) -> list[Any]:
         """Duplicate groups (``lookalike.duplicates.Group``): level exact, near or similar."""
         from .duplicates import find_duplicates
 
-        return find_duplicates(self, level, threshold, against)
+        return find_duplicates(self, level, threshold, against, hashes)
 
 
 class _Indexer:

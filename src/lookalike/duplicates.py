@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .catalog import Item
+from .duphashes import extra_hashes
 from .errors import InvalidInput
 from .hamming_join import MAX_RADIUS, components, near_edges
 
@@ -45,6 +46,7 @@ LEVELS: tuple[str, ...] = ("exact", "near", "similar")
 DEFAULT_NEAR_THRESHOLD = 8
 DEFAULT_SIMILAR_THRESHOLD = 0.95
 _RANGE_BATCH = 1024
+DHASH_OFFSET = 2  # dHash is compared at the threshold minus this
 
 
 @dataclass
@@ -217,7 +219,7 @@ def _similar_edges(
     for start in range(0, len(queries), _RANGE_BATCH):
         batch = queries[start : start + _RANGE_BATCH]
         lims, sims, ids = index.range_search(batch, radius)
-        q = np.repeat(np.arange(len(batch), dtype=np.int64) + start, np.diff(lims))
+        q = np.repeat(np.arange(len(batch), dtype=np.int64) + start, np.diff(lims).astype(np.int64))
         ids = ids.astype(np.int64)
         keep = sims >= radius
         if same:
@@ -238,9 +240,17 @@ def find_duplicates(
     level: str = "near",
     threshold: float | None = None,
     against: Collection | None = None,
+    hashes: str = "all",
 ) -> list[Group]:
-    """Duplicate groups of ``coll`` (see the module docs), largest groups first."""
+    """Duplicate groups of ``coll`` (see the module docs), largest groups first.
+
+    ``hashes`` (level ``near``): ``"all"`` compares phash, dHash and the mirrored phash
+    (see :mod:`lookalike.duphashes`); ``"phash"`` compares the stored phash only (no file
+    is read).
+    """
     threshold = check_threshold(level, threshold)
+    if hashes not in ("all", "phash"):
+        raise InvalidInput(f"hashes must be 'all' or 'phash', not {hashes!r}")
     parts = [coll] if against is None else [coll, against]
     if level == "similar":
         for c in parts:
@@ -262,6 +272,8 @@ def find_duplicates(
     # Positions 0..n0-1 belong to coll, n0.. to against.
     slot_parts: list[np.ndarray] = []
     codes_all: np.ndarray | None = None
+    has: np.ndarray | None = None
+    dh_all = mh_all = th_all = np.zeros(0, dtype=np.uint64)
     vecs: list[np.ndarray] = []
     if level == "near":
         code_parts = []
@@ -275,10 +287,17 @@ def find_duplicates(
             slot_parts.append(s)
             code_parts.append(k)
         codes_all = np.concatenate(code_parts)
-        side = None
-        if against is not None:
-            side = np.arange(len(codes_all)) >= len(slot_parts[0])
+        origin = np.arange(len(codes_all)) >= len(slot_parts[0])
+        side = origin if against is not None else None
         a, b = near_edges(codes_all, int(threshold or 0), side)
+        if hashes == "all":
+            extra = [extra_hashes(c, s) for c, s in zip(parts, slot_parts, strict=True)]
+            has = np.concatenate([e[0] for e in extra])
+            dh_all = np.concatenate([e[1] for e in extra])
+            mh_all = np.concatenate([e[2] for e in extra])
+            th_all = np.concatenate([e[3] for e in extra])
+            ea, eb = _extra_edges(codes_all, has, dh_all, mh_all, th_all, int(threshold or 0), side)
+            a, b = np.concatenate([a, ea]), np.concatenate([b, eb])
     elif level == "exact":
         key_parts: list[tuple[bytes | None, str | None]] = []
         for c in parts:
@@ -330,7 +349,15 @@ def find_duplicates(
             mpos = int(positions[members.index(m)])
             if level == "near":
                 assert codes_all is not None
-                dist = int(np.bitwise_count(codes_all[kpos] ^ codes_all[mpos]))
+                dist = _hamming(codes_all[kpos], codes_all[mpos])
+                if has is not None and has[kpos] and has[mpos]:
+                    dist = min(
+                        dist,
+                        _hamming(dh_all[kpos], dh_all[mpos]),
+                        _hamming(codes_all[kpos], mh_all[mpos]),
+                        _hamming(mh_all[kpos], codes_all[mpos]),
+                        _hamming(th_all[kpos], th_all[mpos]),
+                    )
                 m.score = 1.0 - dist / 64.0
             elif level == "similar":
                 kv = _row(vecs, slot_parts, kpos)
@@ -343,6 +370,43 @@ def find_duplicates(
     for number, g in enumerate(groups, 1):
         g.number = number
     return groups
+
+
+def _hamming(x: np.uint64, y: np.uint64) -> int:
+    return (int(x) ^ int(y)).bit_count()
+
+
+def _extra_edges(
+    phash: np.ndarray,
+    has: np.ndarray,
+    dhash: np.ndarray,
+    mphash: np.ndarray,
+    tphash: np.ndarray,
+    radius: int,
+    side: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Edges from dHash (radius - 2: it is less selective than phash), from the trimmed
+    phash, and from phash against the mirrored phash (flipped copies)."""
+    idx = np.flatnonzero(has)
+    k = len(idx)
+    if k < 2:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy()
+    sub_side = None if side is None else side[idx]
+    da, db = near_edges(dhash[idx], max(0, radius - DHASH_OFFSET), sub_side)
+    ta, tb = near_edges(tphash[idx], radius, sub_side)
+    # phash of one item against the mirrored phash of another: a two-sided join.
+    both = np.concatenate([phash[idx], mphash[idx]])
+    ma, mb = near_edges(both, radius, np.arange(2 * k) >= k)
+    keep = (ma < k) | (mb < k)  # drop links between two mirrored hashes
+    ma, mb = idx[ma[keep] % k], idx[mb[keep] % k]
+    keep = ma != mb
+    if side is not None:
+        keep &= side[ma] != side[mb]
+    return (
+        np.concatenate([idx[da], idx[ta], ma[keep]]),
+        np.concatenate([idx[db], idx[tb], mb[keep]]),
+    )
 
 
 def _row(vecs: list[np.ndarray], slot_parts: list[np.ndarray], pos: int) -> np.ndarray:
