@@ -330,7 +330,8 @@ def find_duplicates(
     member_lists = [nodes[g] for g in np.split(order, bounds)]
     if against is not None:  # only groups that link the two collections
         member_lists = [m for m in member_lists if (m < n0).any() and (m >= n0).any()]
-
+    if not member_lists:
+        return []
     items = _load_items(parts, slot_parts, np.concatenate(member_lists))
     groups: list[Group] = []
     for positions in member_lists:
