@@ -71,7 +71,7 @@ def test_near_groups_catch_edited_and_flipped_copies(indexed: tuple[Path, Path])
     ]
     # phash alone misses the mirrored copy; the mirrored phash catches it
     assert "a_flip.jpg" not in _names(phash_only[0])
-    assert (coll / "dupes" / "hashes-v2.npy").is_file()  # the extra hashes are cached
+    assert (coll / "dupes" / "hashes-v3.npy").is_file()  # the extra hashes are cached
     for g in groups:
         assert all(0.85 <= m.score <= 1.0 for m in g.duplicates)
         scores = {Path(m.path).name: m.score for m in g.duplicates}
@@ -178,8 +178,11 @@ def test_bad_levels_and_thresholds_are_clear_errors(indexed: tuple[Path, Path], 
     assert main(["duplicates", "--collection", str(coll), "--level", "similar"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs embedding vectors" in err and "phash" in err
-    assert main(["duplicates", "--collection", str(coll), "--threshold", "40"]) == 2
-    assert "Hamming distance" in capsys.readouterr().err
+    assert main(["duplicates", "--collection", str(coll), "--threshold", "70"]) == 2
+    assert "0..64" in capsys.readouterr().err
+    args = ["duplicates", "--collection", str(coll), "--hashes", "phash", "--threshold", "40"]
+    assert main(args) == 2
+    assert "0..32" in capsys.readouterr().err
     args = ["duplicates", "--collection", str(coll), "--level", "exact", "--threshold", "3"]
     assert main(args) == 2
     assert main(["duplicates", "--collection", str(coll), "--apply"]) == 2

@@ -35,7 +35,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Groups of duplicates (connected components), each with a suggested keeper "
             "(highest resolution, then largest file, then oldest). Levels: exact = identical "
-            "pixels or bytes; near = perceptual hash within a Hamming distance (default 8); "
+            "pixels or bytes; near = perceptual hashes within a Hamming distance (default 12); "
             "similar = embedding cosine >= threshold (default 0.95)."
         ),
     )
@@ -44,7 +44,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--threshold",
         type=_threshold,
         metavar="T",
-        help="near: max Hamming distance 0-32 (default 8); similar: min cosine (default 0.95)",
+        help="near: max Hamming distance, phash + dHash bits 0-64 (default 12; with "
+        "--hashes phash: phash bits 0-32, default 8); similar: min cosine (default 0.95)",
+    )
+    p.add_argument(
+        "--hashes",
+        choices=["all", "phash"],
+        default="all",
+        help="near: all = phash + dHash of the image, its mirror and its trimmed content "
+        "(reads each file once, then cached); phash = the stored phash only (fastest)",
     )
     p.add_argument(
         "--against",
@@ -92,6 +100,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     d.add_argument("--level", choices=["exact", "near", "similar"], default="near")
     d.add_argument("--threshold", type=_threshold, metavar="T")
+    d.add_argument("--hashes", choices=["all", "phash"], default="all")
     d.add_argument(
         "--predictions",
         metavar="FILE",
@@ -137,7 +146,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     try:
         if args.against:
             other = _open(args.against)
-        groups = coll.duplicates(args.level, args.threshold, against=other)
+        groups = coll.duplicates(args.level, args.threshold, against=other, hashes=args.hashes)
         if args.out:
             from .report import write_groups
 
@@ -214,7 +223,7 @@ def cmd_evaluate_duplicates(args: argparse.Namespace) -> int:
     else:
         coll = _open(args.collection)
         try:
-            groups = coll.duplicates(args.level, args.threshold)
+            groups = coll.duplicates(args.level, args.threshold, hashes=args.hashes)
         finally:
             coll.close()
         predicted = groups_from_finder(groups, truth.key)

@@ -1,24 +1,22 @@
-"""Extra perceptual hashes for the ``near`` level: dHash, mirrored phash, trimmed phash.
+"""Extra perceptual hashes for the ``near`` level: dHash, and both hashes of the mirrored
+and of the margin-trimmed image.
 
-phash alone misses mirrored copies, is weaker than dHash on crops, logos and captions,
-and misses letterboxed copies (measured in docs/duplicates.md), so ``near`` also compares
-these 64-bit hashes:
+phash alone misses mirrored and letterboxed copies and is weaker than dHash on logos and
+captions (measured in docs/duplicates.md). So ``near`` compares each pair of items by a
+128-bit distance, ``hamming(phash) + hamming(dHash)``, taking the smallest over three views:
 
-``dhash``
-    imagehash's difference hash: greyscale, 9 x 8 LANCZOS, a bit where a pixel is brighter
-    than its right neighbour.
-``mphash``
-    the phash of the image mirrored left-right, compared with the other items' phash: a
-    flipped copy's phash is close to the original's ``mphash``.
-``tphash``
-    the phash of the image with its uniform margins trimmed (bars, frames, plain
-    backgrounds; see :func:`content_box`), compared with the other items' ``tphash``:
-    padding, letterboxing and plain borders no longer move the content.
+* the images as they are;
+* one image against the other's mirror image (``mphash``, ``mdhash``): flipped copies;
+* both images with their uniform margins trimmed (``tphash``, ``tdhash``, see
+  :func:`content_box`): padding, letterboxing, plain frames.
 
-They are derived data kept in ``COLLECTION/dupes/hashes.npy`` (slot, dhash, mphash; a
+``dhash`` is imagehash's difference hash (greyscale, 9 x 8 LANCZOS, a bit where a pixel is
+brighter than its right neighbour). The stored phash stays the phash of the image itself.
+
+These are derived data kept in ``COLLECTION/dupes/hashes-v3.npy`` (one row per slot; a
 slot's file never changes, a changed file gets a new slot), computed on first use from the
-image files for items that lack them, in a process pool, and saved atomically. Items whose
-file is gone or changed since indexing get none and are compared by phash only.
+image files for the items that lack them, in a process pool, and saved atomically. Items
+whose file is gone or changed since indexing get none and are compared by phash only.
 """
 
 from __future__ import annotations
@@ -41,8 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DTYPE = np.dtype([("slot", "<i8"), ("dhash", "<u8"), ("mphash", "<u8"), ("tphash", "<u8")])
-FILE = Path("dupes") / "hashes-v2.npy"
+FIELDS = ("dhash", "mphash", "mdhash", "tphash", "tdhash")
+DTYPE = np.dtype([("slot", "<i8")] + [(f, "<u8") for f in FIELDS])
+FILE = Path("dupes") / "hashes-v3.npy"
 _TRIM_SIDE = 128  # margins are found on a thumbnail this large
 _TRIM_TOLERANCE = 16  # grey levels from the line's median
 _TRIM_SHARE = 0.95  # share of a line's pixels within tolerance for it to be margin
@@ -55,9 +54,8 @@ def dhash_int(image: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def mirror_phash_int(image: Image.Image) -> int:
-    g = np.asarray(gray32(image))
-    return int.from_bytes(phash_from_gray32(np.ascontiguousarray(g[:, ::-1])), "big")
+def phash_int_unsigned(image: Image.Image) -> int:
+    return int.from_bytes(phash_from_gray32(np.asarray(gray32(image))), "big")
 
 
 def content_box(image: Image.Image) -> tuple[int, int, int, int]:
@@ -103,15 +101,25 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int]:
     )
 
 
-def trimmed_phash_int(image: Image.Image) -> int:
+def image_hashes(image: Image.Image) -> tuple[int, int, int, int, int]:
+    """(dhash, mirrored phash, mirrored dhash, trimmed phash, trimmed dhash)."""
+    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     box = content_box(image)
-    cropped = image if box == (0, 0, *image.size) else image.crop(box)
-    return int.from_bytes(phash_from_gray32(np.asarray(gray32(cropped))), "big")
+    trimmed = image if box == (0, 0, *image.size) else image.crop(box)
+    return (
+        dhash_int(image),
+        phash_int_unsigned(mirror),
+        dhash_int(mirror),
+        phash_int_unsigned(trimmed),
+        dhash_int(trimmed),
+    )
 
 
-def hashes_of_file(job: tuple[str, int | None, int | None]) -> tuple[int, int, int] | None:
-    """(dhash, mirrored phash, trimmed phash) of an image file, or None when it is gone,
-    changed since indexing, or unreadable."""
+def hashes_of_file(
+    job: tuple[str, int | None, int | None],
+) -> tuple[int, int, int, int, int] | None:
+    """:func:`image_hashes` of an image file, or None when it is gone, changed since
+    indexing, or unreadable."""
     path, size, mtime_ns = job
     try:
         st = os.stat(path)
@@ -119,10 +127,10 @@ def hashes_of_file(job: tuple[str, int | None, int | None]) -> tuple[int, int, i
             return None
         with open(path, "rb") as fh:
             data = fh.read()
-        image = decode_image(data, DecodeLimits(), draft=(64, 64)).image
+        image = decode_image(data, DecodeLimits()).image
     except (OSError, ImageRejected):
         return None
-    return dhash_int(image), mirror_phash_int(image), trimmed_phash_int(image)
+    return image_hashes(image)
 
 
 def _load(path: Path) -> np.ndarray:
@@ -140,8 +148,9 @@ def _load(path: Path) -> np.ndarray:
 
 def extra_hashes(
     coll: Collection, slots: np.ndarray, workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(has, dhash, mphash, tphash)`` aligned with ``slots``, computing what is missing."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(has, {field: uint64 array})`` aligned with ``slots`` (fields: :data:`FIELDS`),
+    computing what is missing."""
     path = coll.root / FILE
     table = _load(path)
     table = table[np.isin(table["slot"], slots)]  # drop rows of removed items
@@ -154,7 +163,7 @@ def extra_hashes(
             for s in missing.tolist()
             if int(s) in items and items[int(s)].path
         ]
-        log.info("computing dhash and mirrored phash for %d items", len(jobs))
+        log.info("computing the extra perceptual hashes of %d items", len(jobs))
         args = [(it.path or "", it.size, it.mtime_ns) for _, it in jobs]
         n_workers = min(os.cpu_count() or 1, 4) if workers is None else workers
         if n_workers > 1 and len(args) > 64:
@@ -174,13 +183,11 @@ def extra_hashes(
     pos = np.searchsorted(table["slot"], slots)
     pos_c = np.minimum(pos, max(len(table) - 1, 0))
     if len(table) == 0:
-        zero = np.zeros(len(slots), dtype=np.uint64)
-        return np.zeros(len(slots), dtype=bool), zero, zero.copy(), zero.copy()
+        return np.zeros(len(slots), dtype=bool), {
+            f: np.zeros(len(slots), dtype=np.uint64) for f in FIELDS
+        }
     has = (pos < len(table)) & (table["slot"][pos_c] == slots)
-    dh, mh, th = (
-        np.where(has, table[f][pos_c], 0).astype(np.uint64) for f in ("dhash", "mphash", "tphash")
-    )
-    return has, dh, mh, th
+    return has, {f: np.where(has, table[f][pos_c], 0).astype(np.uint64) for f in FIELDS}
 
 
 def _save(path: Path, table: np.ndarray) -> None:

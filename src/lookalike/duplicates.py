@@ -32,9 +32,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .catalog import Item
-from .duphashes import extra_hashes
+from .duphashes import FIELDS, extra_hashes
 from .errors import InvalidInput
-from .hamming_join import MAX_RADIUS, components, near_edges
+from .hamming_join import (
+    MAX_RADIUS,
+    components,
+    cross_pairs,
+    hamming_pairs_items,
+    near_edges,
+    popcount64,
+)
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -43,10 +50,10 @@ log = logging.getLogger(__name__)
 
 Level = Literal["exact", "near", "similar"]
 LEVELS: tuple[str, ...] = ("exact", "near", "similar")
-DEFAULT_NEAR_THRESHOLD = 8
+DEFAULT_NEAR_THRESHOLD = 12  # phash + dHash bits (of 128), min over the three views
+DEFAULT_PHASH_THRESHOLD = 8  # phash bits (of 64), with hashes="phash"
 DEFAULT_SIMILAR_THRESHOLD = 0.95
 _RANGE_BATCH = 1024
-DHASH_OFFSET = 2  # dHash is compared at the threshold minus this
 
 
 @dataclass
@@ -108,20 +115,24 @@ def keeper_sort_key(m: Member) -> tuple[Any, ...]:
     return (-pixels, -(m.size or 0), mtime, m.id)
 
 
-def check_threshold(level: str, threshold: float | None) -> float | None:
-    """Validate ``threshold`` for ``level`` and fill in the default."""
+def check_threshold(level: str, threshold: float | None, hashes: str = "all") -> float | None:
+    """Validate ``threshold`` for ``level`` (and the ``near`` hash set); fill in the default."""
     if level not in LEVELS:
         raise InvalidInput(f"unknown level {level!r}: use exact, near or similar")
+    if hashes not in ("all", "phash"):
+        raise InvalidInput(f"hashes must be 'all' or 'phash', not {hashes!r}")
     if level == "exact":
         if threshold is not None:
             raise InvalidInput("--threshold does not apply to --level exact (pixels are equal)")
         return None
     if level == "near":
+        top = MAX_RADIUS if hashes == "phash" else 2 * MAX_RADIUS
+        what = "phash bits" if hashes == "phash" else "phash + dHash bits"
         if threshold is None:
-            return DEFAULT_NEAR_THRESHOLD
-        if threshold != int(threshold) or not 0 <= threshold <= MAX_RADIUS:
+            return DEFAULT_NEAR_THRESHOLD if hashes == "all" else DEFAULT_PHASH_THRESHOLD
+        if threshold != int(threshold) or not 0 <= threshold <= top:
             raise InvalidInput(
-                f"near threshold is a Hamming distance, a whole number 0..{MAX_RADIUS}; "
+                f"near threshold is a Hamming distance ({what}), a whole number 0..{top}; "
                 f"got {threshold}"
             )
         return int(threshold)
@@ -248,9 +259,7 @@ def find_duplicates(
     (see :mod:`lookalike.duphashes`); ``"phash"`` compares the stored phash only (no file
     is read).
     """
-    threshold = check_threshold(level, threshold)
-    if hashes not in ("all", "phash"):
-        raise InvalidInput(f"hashes must be 'all' or 'phash', not {hashes!r}")
+    threshold = check_threshold(level, threshold, hashes)
     parts = [coll] if against is None else [coll, against]
     if level == "similar":
         for c in parts:
@@ -273,7 +282,7 @@ def find_duplicates(
     slot_parts: list[np.ndarray] = []
     codes_all: np.ndarray | None = None
     has: np.ndarray | None = None
-    dh_all = mh_all = th_all = np.zeros(0, dtype=np.uint64)
+    views: dict[str, np.ndarray] = {}
     vecs: list[np.ndarray] = []
     if level == "near":
         code_parts = []
@@ -289,15 +298,18 @@ def find_duplicates(
         codes_all = np.concatenate(code_parts)
         origin = np.arange(len(codes_all)) >= len(slot_parts[0])
         side = origin if against is not None else None
-        a, b = near_edges(codes_all, int(threshold or 0), side)
-        if hashes == "all":
+        radius = int(threshold or 0)
+        if hashes == "phash":
+            a, b = near_edges(codes_all, radius, side)
+        else:
             extra = [extra_hashes(c, s) for c, s in zip(parts, slot_parts, strict=True)]
             has = np.concatenate([e[0] for e in extra])
-            dh_all = np.concatenate([e[1] for e in extra])
-            mh_all = np.concatenate([e[2] for e in extra])
-            th_all = np.concatenate([e[3] for e in extra])
-            ea, eb = _extra_edges(codes_all, has, dh_all, mh_all, th_all, int(threshold or 0), side)
-            a, b = np.concatenate([a, ea]), np.concatenate([b, eb])
+            views = {f: np.concatenate([e[1][f] for e in extra]) for f in FIELDS}
+            views["phash"] = codes_all
+            a, b = _combined_pairs(views, has, radius)
+            if side is not None:
+                cross = side[a] != side[b]
+                a, b = a[cross], b[cross]
     elif level == "exact":
         key_parts: list[tuple[bytes | None, str | None]] = []
         for c in parts:
@@ -350,16 +362,11 @@ def find_duplicates(
             mpos = int(positions[members.index(m)])
             if level == "near":
                 assert codes_all is not None
-                dist = _hamming(codes_all[kpos], codes_all[mpos])
-                if has is not None and has[kpos] and has[mpos]:
-                    dist = min(
-                        dist,
-                        _hamming(dh_all[kpos], dh_all[mpos]),
-                        _hamming(codes_all[kpos], mh_all[mpos]),
-                        _hamming(mh_all[kpos], codes_all[mpos]),
-                        _hamming(th_all[kpos], th_all[mpos]),
-                    )
-                m.score = 1.0 - dist / 64.0
+                if has is None:
+                    m.score = 1.0 - _hamming(codes_all[kpos], codes_all[mpos]) / 64.0
+                else:
+                    dist = _combined_distance(views, has, np.array([kpos]), np.array([mpos]))
+                    m.score = 1.0 - float(dist[0]) / 128.0
             elif level == "similar":
                 kv = _row(vecs, slot_parts, kpos)
                 mv = _row(vecs, slot_parts, mpos)
@@ -377,37 +384,66 @@ def _hamming(x: np.uint64, y: np.uint64) -> int:
     return (int(x) ^ int(y)).bit_count()
 
 
-def _extra_edges(
-    phash: np.ndarray,
-    has: np.ndarray,
-    dhash: np.ndarray,
-    mphash: np.ndarray,
-    tphash: np.ndarray,
-    radius: int,
-    side: np.ndarray | None,
+def _bits(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return popcount64(np.bitwise_xor(x, y))
+
+
+def _combined_distance(
+    v: dict[str, np.ndarray], has: np.ndarray, i: np.ndarray, j: np.ndarray
+) -> np.ndarray:
+    """128-bit distance of pairs (i, j): phash + dHash bits, the smallest over the images
+    as they are, one against the other's mirror image, and both trimmed. Items without
+    the extra hashes count twice their phash distance."""
+    p, d = v["phash"], v["dhash"]
+    plain = _bits(p[i], p[j]) + _bits(d[i], d[j])
+    mirror1 = _bits(p[i], v["mphash"][j]) + _bits(d[i], v["mdhash"][j])
+    mirror2 = _bits(v["mphash"][i], p[j]) + _bits(v["mdhash"][i], d[j])
+    trimmed = _bits(v["tphash"][i], v["tphash"][j]) + _bits(v["tdhash"][i], v["tdhash"][j])
+    best = np.minimum(np.minimum(plain, trimmed), np.minimum(mirror1, mirror2))
+    both = has[i] & has[j]
+    return np.where(both, best, 2 * _bits(p[i], p[j]))
+
+
+def _combined_pairs(
+    v: dict[str, np.ndarray], has: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Edges from dHash (radius - 2: it is less selective than phash), from the trimmed
-    phash, and from phash against the mirrored phash (flipped copies)."""
+    """All pairs within ``radius`` by :func:`_combined_distance`, without comparing all.
+
+    Candidates: a sum of two distances is <= r only if one of them is <= r // 2
+    (pigeonhole), so every view's phash and dHash are joined at r // 2 (mirror views as a
+    two-sided join) and the candidates are verified with the full distance. Items without
+    the extra hashes are joined by phash at r // 2.
+    """
+    half = radius // 2
     idx = np.flatnonzero(has)
-    k = len(idx)
-    if k < 2:
-        e = np.zeros(0, dtype=np.int64)
+    cand_i: list[np.ndarray] = []
+    cand_j: list[np.ndarray] = []
+
+    def add(i: np.ndarray, j: np.ndarray) -> None:
+        cand_i.append(idx[i])
+        cand_j.append(idx[j])
+
+    if len(idx) > 1:
+        sub = {f: a[idx] for f, a in v.items()}
+        for f in ("phash", "dhash", "tphash", "tdhash"):
+            add(*hamming_pairs_items(sub[f], half))
+        add(*cross_pairs(sub["phash"], sub["mphash"], half))
+        add(*cross_pairs(sub["dhash"], sub["mdhash"], half))
+    if not has.all():
+        i, j = hamming_pairs_items(v["phash"], half)
+        keep = ~(has[i] & has[j])
+        cand_i.append(i[keep])
+        cand_j.append(j[keep])
+    e = np.zeros(0, dtype=np.int64)
+    if not cand_i:
         return e, e.copy()
-    sub_side = None if side is None else side[idx]
-    da, db = near_edges(dhash[idx], max(0, radius - DHASH_OFFSET), sub_side)
-    ta, tb = near_edges(tphash[idx], radius, sub_side)
-    # phash of one item against the mirrored phash of another: a two-sided join.
-    both = np.concatenate([phash[idx], mphash[idx]])
-    ma, mb = near_edges(both, radius, np.arange(2 * k) >= k)
-    keep = (ma < k) | (mb < k)  # drop links between two mirrored hashes
-    ma, mb = idx[ma[keep] % k], idx[mb[keep] % k]
-    keep = ma != mb
-    if side is not None:
-        keep &= side[ma] != side[mb]
-    return (
-        np.concatenate([idx[da], idx[ta], ma[keep]]),
-        np.concatenate([idx[db], idx[tb], mb[keep]]),
-    )
+    a, b = np.concatenate(cand_i), np.concatenate(cand_j)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n = len(has)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    lo, hi = lo[first], hi[first]
+    keep = _combined_distance(v, has, lo, hi) <= radius
+    return lo[keep], hi[keep]
 
 
 def _row(vecs: list[np.ndarray], slot_parts: list[np.ndarray], pos: int) -> np.ndarray:

@@ -211,3 +211,53 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if np.array_equal(new, labels):
             return labels
         labels = new
+
+
+def hamming_pairs_items(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of items within ``radius``, identical codes included.
+
+    Like :func:`hamming_pairs` but codes may repeat: the search runs on the distinct codes
+    and each matching pair of codes expands to all pairs of their items.
+    """
+    _check_radius(radius)
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    e = np.zeros(0, dtype=np.int64)
+    if len(codes) < 2:
+        return e, e.copy()
+    uniq, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.zeros(len(uniq), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    ui, uj, _ = hamming_pairs(uniq, radius)
+    rep = np.flatnonzero(counts > 1)
+    u = np.concatenate([rep, ui])
+    v = np.concatenate([rep, uj])
+    cu, cv = counts[u].astype(np.int64), counts[v].astype(np.int64)
+    sizes = cu * cv
+    total = int(sizes.sum())
+    if total == 0:
+        return e, e.copy()
+    which = np.repeat(np.arange(len(u)), sizes)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    a_off, b_off = within // cv[which], within % cv[which]
+    i = order[starts[u[which]] + a_off]
+    j = order[starts[v[which]] + b_off]
+    keep = i != j
+    if len(rep):
+        same = u[which] == v[which]
+        keep &= ~same | (a_off < b_off)
+    i, j = i[keep], j[keep]
+    return np.minimum(i, j), np.maximum(i, j)
+
+
+def cross_pairs(x: np.ndarray, y: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(i, j)`` with ``hamming(x[i], y[j]) <= radius`` (``x`` and ``y`` aligned
+    views of the same items, e.g. hashes and hashes of the mirror images; ``i == j``
+    left out)."""
+    k = len(x)
+    i, j = hamming_pairs_items(np.concatenate([x, y]), radius)
+    keep = (i < k) & (j >= k)
+    i, j = i[keep], j[keep] - k
+    keep = i != j
+    return i[keep], j[keep]
