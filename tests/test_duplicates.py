@@ -307,3 +307,21 @@ def test_cross_filesystem_move_copies_verifies_then_removes(
 def _plan(coll: Path, target: Path) -> list[dedup_actions.Move]:
     with Collection.open(coll) as c:
         return dedup_actions.plan_moves(c.duplicates("near"), target)
+
+
+def test_similar_against_needs_the_same_model(tmp_path: Path) -> None:
+    with Collection.open_vectors(tmp_path / "train", 3) as train:
+        train.add_vectors(["t1", "t2"], np.array([[1, 0, 0], [0, 1, 0]]))
+    with Collection.open_vectors(tmp_path / "test", 3) as test:
+        test.add_vectors(["leak", "new"], np.array([[0.99, 0.05, 0], [0, 0, 1]]))
+    with Collection.open_vectors(tmp_path / "other", 3, name="another-model") as other:
+        other.add_vectors(["o"], np.array([[1, 0, 0]]))
+    with (
+        Collection.open(tmp_path / "test") as test,
+        Collection.open(tmp_path / "train") as train,
+        Collection.open(tmp_path / "other") as other,
+    ):
+        (g,) = test.duplicates("similar", 0.95, against=train)
+        assert g.keeper.id == "t1" and [m.id for m in g.duplicates] == ["leak"]
+        with pytest.raises(Exception, match="same model"):
+            test.duplicates("similar", 0.95, against=other)
