@@ -171,6 +171,10 @@ def test_html_report_and_matplotlib_grid(indexed: tuple[Path, Path], tmp_path: P
     plot_group(group, png)
     with Image.open(png) as im:
         assert im.size[0] > 300
+    cli_png = tmp_path / "cli.png"
+    assert main(["duplicates", "--collection", str(coll), "--plot", "1", str(cli_png)]) == 0
+    assert cli_png.stat().st_size > 1000
+    assert main(["duplicates", "--collection", str(coll), "--plot", "9", str(cli_png)]) == 2
 
 
 def test_bad_levels_and_thresholds_are_clear_errors(indexed: tuple[Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]

@@ -69,6 +69,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="groups shown in the HTML report (default 1000)",
     )
     p.add_argument(
+        "--plot",
+        nargs=2,
+        metavar=("GROUP", "FILE.png"),
+        help="draw group number GROUP as a matplotlib grid into FILE.png (needs [plot])",
+    )
+    p.add_argument(
         "--move-to",
         metavar="DIR",
         help="move the non-keepers into DIR/group-N/ (a dry run unless --apply)",
@@ -155,10 +161,18 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             from .report import write_html
 
             write_html(groups, args.html, max_groups=args.html_max_groups)
+        if args.plot:
+            from .report import plot_group
+
+            number, png = args.plot
+            chosen = [g for g in groups if str(g.number) == number]
+            if not chosen:
+                raise InvalidInput(f"--plot: no group {number} (there are {len(groups)} groups)")
+            plot_group(chosen[0], png)
         n_dups = sum(len(g.duplicates) for g in groups)
         if args.json:
             print(json.dumps([g.to_dict() for g in groups], ensure_ascii=False))
-        elif not (args.out or args.html or args.move_to):
+        elif not (args.out or args.html or args.move_to or args.plot):
             _print_groups(groups)
         if not args.json:
             what = "duplicated in " + str(other.root) if other is not None else "duplicates"
@@ -167,6 +181,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
                 print(f"wrote {args.out}")
             if args.html:
                 print(f"wrote {args.html}")
+            if args.plot:
+                print(f"wrote {args.plot[1]}")
         if args.move_to:
             moves = plan_moves(groups, args.move_to)
             if not args.apply:
