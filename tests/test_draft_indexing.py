@@ -69,3 +69,21 @@ def test_float_models_index_full_resolution(tmp_path: Path) -> None:
         assert len(items) == 2
         assert all(i.pixel_hash is not None for i in items)
         assert len({i.pixel_hash for i in items}) == 1  # the JPEG and its PNG copy
+
+
+def test_exact_duplicates_see_through_drafted_decoding(tmp_path: Path) -> None:
+    """A JPEG (drafted at indexing) and a PNG of its pixels are exact duplicates; a JPEG
+    re-encode of the same picture is not (its pixels differ)."""
+    jpg, png = _jpeg_and_its_png(tmp_path / "pics")
+    reencoded = Image.open(jpg).convert("RGB")
+    imagegen.save(reencoded, tmp_path / "pics" / "reencoded_q70.jpg", quality=70)
+    imagegen.save(imagegen.photo_like(9, (800, 600)), tmp_path / "pics" / "other.jpg")
+    with Collection.open(tmp_path / "c", "phash") as coll:
+        coll.add([tmp_path / "pics"], workers=0)
+        groups = coll.duplicates(level="exact")
+        names = [sorted(Path(m.path or "").name for m in [g.keeper, *g.duplicates]) for g in groups]
+        assert names == [["copy.png", "original.jpg"]]
+        # Only the candidates were decoded in full: the unrelated JPEG still has no pixel hash.
+        by_name = {Path(i.path or "").name: i for i in coll.items()}
+        assert by_name["original.jpg"].pixel_hash is not None
+        assert by_name["other.jpg"].pixel_hash is None

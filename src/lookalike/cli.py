@@ -16,7 +16,7 @@ from .errors import InvalidInput, LookalikeError
 EXIT_USAGE = 2
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
-PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli"]
+PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli", "lookalike.dup_cli"]
 
 
 class _Parser(argparse.ArgumentParser):

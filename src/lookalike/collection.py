@@ -621,6 +621,18 @@ class Collection:
 
         return export_collection(self, fmt, Path(out))
 
+    def duplicates(
+        self,
+        level: str = "near",
+        threshold: float | None = None,
+        against: Collection | None = None,
+        hashes: str = "all",
+    ) -> list[Any]:
+        """Duplicate groups (``lookalike.duplicates.Group``): level exact, near or similar."""
+        from .duplicates import find_duplicates
+
+        return find_duplicates(self, level, threshold, against, hashes)
+
 
 class _Indexer:
     """One run of ``Collection.add``: scan, classify, embed, commit, update the index."""
