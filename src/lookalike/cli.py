@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_non_negative_int,
         metavar="N",
-        help="decode processes (default: CPU count; 0 = in-process)",
+        help="decode processes (default: CPU count for phash, half of it for neural models; 0 = in-process)",
     )
     p.add_argument(
         "--batch-size",

@@ -329,7 +329,8 @@ class Collection:
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         limits = limits or DecodeLimits()
-        workers = pipeline.default_workers() if workers is None else workers
+        if workers is None:
+            workers = pipeline.default_workers(model_uses_cores=not self.embedder.binary)
         with self._write_lock():
             return _Indexer(self, limits, workers, batch_size, progress, download_options).run(
                 sources

@@ -134,8 +134,12 @@ def _work_chunk(tasks: list[Task]) -> list[Result]:
     return [_work(task) for task in tasks]
 
 
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))
+def default_workers(model_uses_cores: bool = False) -> int:
+    """Decode processes: every core for hash models; for neural models, which run on every
+    core themselves, half of them (decoding a photo costs a small fraction of a forward
+    pass, and more workers only take cores from the model)."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // 2 if model_uses_cores else cores)
 
 
 def run(
