@@ -16,7 +16,7 @@ from .errors import InvalidInput, LookalikeError
 EXIT_USAGE = 2
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
-PLUGIN_COMMANDS: list[str] = []
+PLUGIN_COMMANDS: list[str] = ["lookalike.neighbors"]
 
 
 class _Parser(argparse.ArgumentParser):

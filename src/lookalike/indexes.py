@@ -125,7 +125,9 @@ def plan_index(
     Raises :class:`NoIndexFits` when no index fits ``max_memory``.
     """
     if requested not in INDEX_TYPES:
-        raise InvalidInput(f"unknown index type {requested!r}; choose from {', '.join(INDEX_TYPES)}")
+        raise InvalidInput(
+            f"unknown index type {requested!r}; choose from {', '.join(INDEX_TYPES)}"
+        )
 
     def fits(kind: str) -> bool:
         return max_memory is None or estimate_bytes(kind, n, dim, binary) <= max_memory
@@ -265,7 +267,7 @@ class IndexManager:
         :meth:`ensure` or the next change.
         """
         old = self.settings()
-        new = {
+        new: dict[str, Any] = {
             "requested": requested or old["requested"],
             "max_memory": max_memory if max_memory is not None else old["max_memory"],
         }
