@@ -143,10 +143,16 @@ def all_threads() -> None:
 
 
 def bench_ours(
-    tmp: Path, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, neighbors: bool
+    tmp: Path,
+    base: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    neighbors: bool,
+    kind: str = "auto",
 ) -> dict[str, Any]:
-    root = tmp / "coll"
+    root = tmp / f"coll-{kind}"
     coll = Collection.open_vectors(root, base.shape[1])
+    coll.index.configure(kind)
     ids = [f"item{i}" for i in range(len(base))]
     t0 = time.perf_counter()
     coll.add_vectors(ids, base)
@@ -155,7 +161,7 @@ def bench_ours(
     store: Any = coll.index.store()
     single_thread()
     row: dict[str, Any] = {
-        "method": "lookalike auto",
+        "method": f"lookalike {kind}",
         "params": f"{info['type']} "
         + ",".join(f"{k}={v}" for k, v in sorted(info["params"].items()) if k != "storage"),
         "build_s": info["build_seconds"],
@@ -339,9 +345,12 @@ def run(args: argparse.Namespace, base: np.ndarray, queries: np.ndarray, title: 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_name:
         tmp = Path(tmp_name)
-        ours = bench_ours(tmp, base, queries, truth, not args.no_neighbors)
-        rows.append(ours)
-        print(f"lookalike done ({ours['build_s']:.1f} s build)", flush=True)
+        for i, kind in enumerate(args.ours.split(",")):
+            row = bench_ours(tmp, base, queries, truth, not args.no_neighbors and i == 0, kind)
+            rows.append(row)
+            print(f"lookalike {kind} done ({row['build_s']:.1f} s build)", flush=True)
+            if i == 0:
+                ours = row
         for name, fn in (
             ("hnswlib", bench_hnswlib),
             ("faiss", bench_faiss),
@@ -384,6 +393,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="20k vectors, 200 queries")
     ap.add_argument("--skip", default="", help="comma list of peers to skip: hnswlib,faiss,annoy")
+    ap.add_argument(
+        "--ours", default="auto", help="lookalike index types to run, e.g. auto,ivf-sq8"
+    )
     ap.add_argument("--clothing", action="store_true", help="also the clothing-photo features")
     ap.add_argument("--no-neighbors", action="store_true", help="skip neighbors --all")
     ap.add_argument("--tmp", default=None, help="folder for temporary collections")

@@ -193,7 +193,7 @@ class AnnStore(VectorStore):
     ) -> AnnStore:
         """Read a saved index; ``mmap`` maps its codes instead of copying them (read-only use)."""
         faiss = _faiss()
-        flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC) if mmap else 0
+        flags = cls.mmap_flag() if mmap else 0
         index = faiss.read_index(str(path), flags) if flags else faiss.read_index(str(path))
         if index.d != dim:
             raise ValueError(f"index dimension {index.d} != collection dimension {dim}")
@@ -202,6 +202,11 @@ class AnnStore(VectorStore):
         if tomb_path.exists():
             tomb = np.load(tomb_path, allow_pickle=False)
         return cls(dim, index, params, rerank, tomb)
+
+    @staticmethod
+    def mmap_flag() -> int:
+        """FAISS read flag that maps the index's codes (flat codes: HNSW storage, LSH)."""
+        return int(_faiss().IO_FLAG_MMAP_IFC)
 
     def info(self) -> dict[str, Any]:
         return {"type": self.kind, "count": len(self), "exact": False, "params": self.params}
@@ -286,6 +291,11 @@ class IvfStore(AnnStore):
     def _search_params(self, fetch: int) -> Any:
         faiss = _faiss()
         return faiss.SearchParametersIVF(nprobe=int(self.params["nprobe"]))
+
+    @staticmethod
+    def mmap_flag() -> int:
+        """Inverted lists are mapped from the file (``IO_FLAG_MMAP``)."""
+        return int(_faiss().IO_FLAG_MMAP)
 
     @classmethod
     def load(
