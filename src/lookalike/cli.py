@@ -317,6 +317,10 @@ def _index_line(idx: dict[str, Any]) -> str:
             line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
         if idx.get("memory_bytes") is not None:
             line += f", memory {format_size(idx['memory_bytes'])}"
+    if idx.get("rebuilt_from_vectors"):
+        line += (
+            f"\n            rebuilt from stored vectors ({idx.get('rebuild_reason') or 'stale'})"
+        )
     if idx.get("tombstones"):
         line += f"\n            {idx['tombstones']} removed items awaiting the next rebuild"
     return line
