@@ -16,7 +16,7 @@ from .errors import InvalidInput, LookalikeError
 EXIT_USAGE = 2
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
-PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli", "lookalike.dup_cli"]
+PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli", "lookalike.dup_cli", "lookalike.neighbors"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +64,15 @@ def _score(text: str) -> float:
     return value
 
 
+def _size(text: str) -> int:
+    from .indexes import parse_size
+
+    try:
+        return parse_size(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -84,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         "index", parents=[common], help="add folders, files or manifests to a collection"
     )
     p.add_argument(
-        "sources", nargs="+", metavar="SOURCE", help="folder, image file, or CSV/JSONL manifest"
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="folder, image file, or CSV/JSONL manifest (none: only apply --index/--max-memory)",
     )
     model = p.add_mutually_exclusive_group()
     model.add_argument(
@@ -148,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="S",
         help="per-file download timeout in seconds (default 30)",
+    )
+    p.add_argument(
+        "--index",
+        dest="index_type",
+        choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh"],
+        help="search index: auto (default; exact up to ~50k items, then HNSW or IVF), "
+        "flat (exact), hnsw, ivf-sq8, ivf-pq, lsh; remembered by the collection",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="memory budget for the index, e.g. 512MB or 2GB (remembered; vectors are "
+        "memory-mapped apart)",
     )
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -213,7 +239,28 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .download import DownloadOptions
     from .progress import Progress
 
+    if not args.sources and args.index_type is None and args.max_memory is None:
+        raise InvalidInput("give a SOURCE to index, or --index / --max-memory to change the index")
+    if not args.sources:
+        coll = _open(args)
+        try:
+            coll.index.configure(args.index_type, args.max_memory)
+            idx = coll.index.ensure()
+        finally:
+            coll.close()
+        if args.json:
+            print(json.dumps({"index": idx}))
+        else:
+            print(_index_line(idx))
+            _print_index_notes(idx)
+        return 0
     coll = _open(args, create=True, model=args.model, model_path=args.model_path)
+    if args.index_type is not None or args.max_memory is not None:
+        try:
+            coll.index.configure(args.index_type, args.max_memory)
+        except LookalikeError:
+            coll.close()
+            raise
     limits = DecodeLimits(
         max_megapixels=args.max_megapixels, min_side=args.min_side, max_aspect=args.max_aspect
     )
@@ -230,6 +277,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 workers=args.download_workers, timeout=args.download_timeout
             ),
         )
+        idx = coll.index.ensure() if len(coll) else coll.index.info()
     finally:
         if progress:
             progress.close()
@@ -246,7 +294,43 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  skipped {path}: {reason}{' (' + detail + ')' if detail else ''}")
         if len(report.skipped_files) > 10:
             print(f"  ... and {len(report.skipped_files) - 10} more (`lookalike info` lists them)")
+    _print_index_notes(idx)
     return 0
+
+
+def _index_line(idx: dict[str, Any]) -> str:
+    from .indexes import format_size
+
+    line = f"index:      {idx['type']}"
+    if idx.get("requested") and idx["requested"] != idx["type"]:
+        line += f" (requested {idx['requested']})"
+    line += f", {idx['count']} vectors, {format_size(idx['bytes'])}"
+    if not idx["current"]:
+        line += " (stale: rebuilt on next search)"
+    params = idx.get("params") or {}
+    if params:
+        line += "\n            params " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    lat = idx.get("latency_ms") or {}
+    if idx.get("recall_at_10") is not None:
+        line += f"\n            recall@10 {idx['recall_at_10']:.3f} (target {idx['recall_target']})"
+        if lat.get("p50") is not None:
+            line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
+        if idx.get("memory_bytes") is not None:
+            line += f", memory {format_size(idx['memory_bytes'])}"
+    if idx.get("rebuilt_from_vectors"):
+        line += (
+            f"\n            rebuilt from stored vectors ({idx.get('rebuild_reason') or 'stale'})"
+        )
+    if idx.get("tombstones"):
+        line += f"\n            {idx['tombstones']} removed items awaiting the next rebuild"
+    return line
+
+
+def _print_index_notes(idx: dict[str, Any]) -> None:
+    for key in ("note", "warning"):
+        if idx.get(key):
+            print(f"lookalike: {key}: {idx[key]}", file=sys.stderr)
+    return None
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -298,9 +382,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"collection: {info['collection']}")
     print(f"items:      {info['items']}")
     print(f"model:      {info['model']} ({info['dim']} dims, {info['metric']})")
-    print(
-        f"index:      {idx['type']}, {idx['count']} vectors, {idx['bytes']} bytes{'' if idx['current'] else ' (stale: rebuilt on next search)'}"
-    )
+    print(_index_line(idx))
+    for key in ("note", "warning"):
+        if idx.get(key):
+            print(f"            {key}: {idx[key]}")
     print(f"vectors:    {info['vectors']['bytes']} bytes ({info['vectors']['dtype']})")
     print(f"skipped:    {len(info['skipped'])}")
     for s in info["skipped"]:

@@ -78,9 +78,14 @@ class FlatStore(VectorStore):
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, dim: int, binary: bool) -> FlatStore:
+    def load(cls, path: Path, dim: int, binary: bool, mmap: bool = False) -> FlatStore:
+        """Read a saved index; ``mmap`` maps its vectors instead of copying them (read-only)."""
         faiss = _faiss()
-        index = faiss.read_index_binary(str(path)) if binary else faiss.read_index(str(path))
+        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
+        if binary:
+            index = faiss.read_index_binary(str(path), flags)
+        else:
+            index = faiss.read_index(str(path), flags)
         if index.d != dim:
             raise ValueError(f"index dimension {index.d} != collection dimension {dim}")
         return cls(dim, binary, index)

@@ -1,0 +1,88 @@
+"""The similar-items table (`neighbors --all`) and single-item `neighbors`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike import Collection
+from lookalike.cli import main
+from lookalike.neighbors import write_neighbors_table
+
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def small_collection(tmp_path: Path, n: int = 300, dim: int = 16) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    root = tmp_path / "c"
+    coll = Collection.open_vectors(root, dim)
+    coll.add_vectors([f"p{i}" for i in range(n)], vecs)
+    coll.remove(["p3", "p10"])  # holes in the slots
+    coll.close()
+    return root, vecs
+
+
+def test_table_matches_exact_search(tmp_path: Path) -> None:
+    root, vecs = small_collection(tmp_path)
+    out = tmp_path / "similar.parquet"
+    coll = Collection.open(root)
+    rows = write_neighbors_table(coll, 5, out, batch_size=64)  # several batches
+    live = [i for i in range(len(vecs)) if i not in (3, 10)]
+    assert rows == len(live) * 5
+    table = pq.read_table(out).to_pydict()
+    assert list(table) == ["id", "rank", "neighbor_id", "score"]
+    got: dict[str, list[tuple[int, str, float]]] = {}
+    for item, rank, nb, score in zip(
+        table["id"], table["rank"], table["neighbor_id"], table["score"], strict=True
+    ):
+        got.setdefault(item, []).append((rank, nb, score))
+    assert len(got) == len(live)
+    sims = vecs[live] @ vecs[live].T
+    np.fill_diagonal(sims, -np.inf)
+    for row, i in enumerate(live):
+        order = np.argsort(-sims[row], kind="stable")[:5]
+        expect = [f"p{live[j]}" for j in order]
+        ranks, ids, scores = zip(*sorted(got[f"p{i}"]), strict=True)
+        assert ranks == (1, 2, 3, 4, 5)
+        assert list(ids) == expect
+        assert np.allclose(scores, sims[row, order], atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_all_and_single_item(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, vecs = small_collection(tmp_path, n=50)
+    out = tmp_path / "nb.parquet"
+    assert (
+        main(["neighbors", "--all", "-k", "3", "--out", str(out), "--collection", str(root)]) == 0
+    )
+    assert "wrote 144 rows" in capsys.readouterr().out
+    assert pq.read_table(out).num_rows == 144
+    assert main(["neighbors", "p0", "-k", "2", "--json", "--collection", str(root)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    sims = vecs @ vecs[0]
+    sims[[0, 3, 10]] = -np.inf
+    assert [h["id"] for h in result["neighbors"]] == [f"p{j}" for j in np.argsort(-sims)[:2]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--all"], "--all needs --out"),
+        ([], "give one item ID"),
+        (["p0", "--all", "--out", "x.parquet"], "give one item ID"),
+        (["nope"], "no item with id 'nope'"),
+        (["--all", "--out", "/no/such/dir/x.parquet"], "does not exist"),
+    ],
+)
+def test_cli_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    root, _ = small_collection(tmp_path, n=20)
+    assert main(["neighbors", *args, "--collection", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
