@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .argtypes import non_negative_int, positive_float, positive_int, score
 from .errors import InvalidInput, LookalikeError
 
 EXIT_USAGE = 2
@@ -22,46 +23,6 @@ PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli", "lookalike.dup_cli", "look
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"lookalike: error: {message}\n(see `{self.prog} --help`)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between -1 and 1")
-    return value
 
 
 def _size(text: str) -> int:
@@ -111,52 +72,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-side",
-        type=_positive_int,
+        type=positive_int,
         metavar="PX",
         help="skip images whose shorter side is below PX",
     )
     p.add_argument(
         "--max-aspect",
-        type=_positive_float,
+        type=positive_float,
         metavar="R",
         help="skip images longer than R times their width (banners)",
     )
     p.add_argument(
         "--max-megapixels",
-        type=_positive_float,
+        type=positive_float,
         default=100.0,
         metavar="MP",
         help="decompression-bomb limit (default 100)",
     )
     p.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="N",
         help="decode processes (default: CPU count for phash, half of it for neural models; 0 = in-process)",
     )
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="model batch size (default 32)",
     )
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="model inference threads (default: CPU count)",
     )
     p.add_argument(
         "--download-workers",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="parallel URL downloads (default 16)",
     )
     p.add_argument(
         "--download-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="S",
         help="per-file download timeout in seconds (default 30)",
@@ -185,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="QUERY",
         help="image file, http(s) URL (with --allow-urls) or id:ITEM_ID",
     )
-    p.add_argument("-k", type=_positive_int, default=10, help="number of results (default 10)")
-    p.add_argument("--threshold", type=_score, metavar="S", help="only results with score >= S")
+    p.add_argument("-k", type=positive_int, default=10, help="number of results (default 10)")
+    p.add_argument("--threshold", type=score, metavar="S", help="only results with score >= S")
     p.add_argument("--label", help="only results with this label")
     p.add_argument(
         "--model", metavar="NAME", help="refuse unless the collection was built with this model"

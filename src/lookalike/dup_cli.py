@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from .argtypes import non_negative_int
 from .errors import InvalidInput
 
 
@@ -15,16 +16,6 @@ def _threshold(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -63,7 +54,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="FILE", help="write a static HTML contact sheet")
     p.add_argument(
         "--html-max-groups",
-        type=_count,
+        type=non_negative_int,
         default=1000,
         metavar="N",
         help="groups shown in the HTML report (default 1000)",
@@ -122,8 +113,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     m.add_argument("src", metavar="SRC_DIR")
     m.add_argument("out", metavar="OUT_DIR")
-    m.add_argument("--originals", type=_count, default=200, metavar="N")
-    m.add_argument("--distractors", type=_count, default=400, metavar="N")
+    m.add_argument("--originals", type=non_negative_int, default=200, metavar="N")
+    m.add_argument("--distractors", type=non_negative_int, default=400, metavar="N")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_make_duplicates)
 

@@ -118,7 +118,7 @@ def write_neighbors_table(
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from .cli import _positive_int
+    from .argtypes import positive_int
 
     p = sub.add_parser(
         "neighbors",
@@ -127,7 +127,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("item", nargs="?", metavar="ID", help="item id (without --all)")
     p.add_argument("--all", action="store_true", help="every item (writes --out FILE.parquet)")
-    p.add_argument("-k", type=_positive_int, default=10, help="neighbours per item (default 10)")
+    p.add_argument("-k", type=positive_int, default=10, help="neighbours per item (default 10)")
     p.add_argument("--out", metavar="FILE", help="Parquet file for --all")
     p.add_argument("--json", action="store_true", help="JSON output (one item)")
     p.set_defaults(func=cmd_neighbors)

@@ -9,29 +9,10 @@ import os
 import sys
 from typing import Any
 
+from ..argtypes import port, positive_float
 from ..errors import InvalidInput
 
 log = logging.getLogger(__name__)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -45,7 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument(
         "--api-key",
         metavar="KEY",
@@ -69,14 +50,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-upload-mb",
-        type=_positive,
+        type=positive_float,
         default=20.0,
         metavar="MB",
         help="largest accepted upload (default 20)",
     )
     p.add_argument(
         "--max-megapixels",
-        type=_positive,
+        type=positive_float,
         default=50.0,
         metavar="MP",
         help="largest accepted image in megapixels (default 50)",

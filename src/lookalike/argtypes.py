@@ -1,0 +1,50 @@
+"""argparse ``type=`` validators shared by every command: one clear line per bad value."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def _number(
+    cast: Callable[[str], float], noun: str, low: float | None, high: float | None, strict: bool
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if low is not None and (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be {'positive' if strict and low == 0 else f'{low:g} or more'}"
+            )
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high:g}")
+        return value
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    return int(_number(int, "a whole number", 0, None, True)(text))
+
+
+def non_negative_int(text: str) -> int:
+    return int(_number(int, "a whole number", 0, None, False)(text))
+
+
+def positive_float(text: str) -> float:
+    return _number(float, "a number", 0, None, True)(text)
+
+
+def score(text: str) -> float:
+    """A similarity score: -1 to 1."""
+    value = _number(float, "a number", -1, 1, False)(text)
+    return value
+
+
+def port(text: str) -> int:
+    try:
+        return int(_number(int, "a port number", 1, 65535, False)(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
