@@ -109,7 +109,15 @@ def test_metrics_count_requests_latency_items_and_index(coll: Collection) -> Non
 
 def test_openapi_docs_list_every_endpoint(coll: Collection) -> None:
     c = client(coll)
-    assert c.get("/docs").status_code == 200
+    docs = c.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower() and "//" not in docs.text.replace("http://", "")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs-assets/{asset}" in docs.text
+        r = c.get(f"/docs-assets/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000
+    assert c.get("/docs-assets/..%2Fsecret").status_code == 404
+    assert c.get("/redoc").status_code == 404
     paths = c.get("/openapi.json").json()["paths"]
     for p in (
         "/embed",

@@ -5,6 +5,7 @@ JSON object ``{"error": "one line"}`` with a 4xx status (5xx only for real serve
 which never show a traceback).
 """
 
+import functools
 import json
 import logging
 import time
@@ -233,6 +234,22 @@ class Observe:
 # -- the app ---------------------------------------------------------------------------
 
 
+_SWAGGER_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+
+
+@functools.lru_cache(maxsize=len(_SWAGGER_FILES))
+def _swagger_file(name: str) -> bytes | None:
+    """Swagger UI 5's files, as shipped by the ``fastapi-offline`` package (server extra)."""
+    try:
+        return resources.files("fastapi_offline").joinpath("static", name).read_bytes()
+    except (ImportError, OSError):
+        return None
+
+
 def _static_bytes(name: str) -> bytes:
     return resources.files("lookalike.server").joinpath("static", name).read_bytes()
 
@@ -255,6 +272,8 @@ def create_app(
     assets = {name: _static_bytes(name) for name in _STATIC}
 
     app = FastAPI(
+        docs_url=None,  # served below from local files: no CDN anywhere
+        redoc_url=None,
         title="lookalike",
         version=__version__,
         description=(
@@ -348,6 +367,29 @@ def create_app(
             raise HTTPException(404, "not found")
         return Response(
             assets[name], media_type=_STATIC[name], headers={"Cache-Control": "no-cache"}
+        )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="lookalike API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        if name not in _SWAGGER_FILES:
+            raise HTTPException(404, "not found")
+        data = _swagger_file(name)
+        if data is None:
+            raise HTTPException(404, "fastapi-offline (Swagger UI files) is not installed")
+        return Response(
+            data, media_type=_SWAGGER_FILES[name], headers={"Cache-Control": "max-age=86400"}
         )
 
     # -- service ---------------------------------------------------------------------
