@@ -110,13 +110,9 @@ class Decoded:
     width: int
     height: int
     format: str
-    source_width: int = 0
-    source_height: int = 0
-    drafted: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.source_width:
-            self.source_width, self.source_height = self.width, self.height
+    source_width: int
+    source_height: int
+    drafted: bool
 
 
 _DEFAULT_LIMITS = DecodeLimits()

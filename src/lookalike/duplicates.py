@@ -194,10 +194,8 @@ def _exact_keys(coll: Collection) -> tuple[np.ndarray, list[tuple[bytes | None, 
     ).fetchall()
     slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     keys: list[tuple[bytes | None, str | None]] = [(r[1], r[2]) for r in rows]
-    missing = [i for i, r in enumerate(rows) if r[1] is None and r[3] is not None]
-    if missing:
-        for pos, value in _recovered_pixel_hashes(coll, rows, slots).items():
-            keys[pos] = (value, keys[pos][1])
+    for pos, value in _recovered_pixel_hashes(coll, rows, slots).items():
+        keys[pos] = (value, keys[pos][1])
     return slots, keys
 
 
@@ -208,6 +206,8 @@ def _recovered_pixel_hashes(
     have a pixel-identical partner (same size, phash within the candidate radius)."""
     from .hamming_join import hamming_pairs
 
+    if all(r[1] is not None for r in rows):  # float-model collections: nothing was drafted
+        return {}
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(rows):
         if r[3] is not None and r[4] is not None and r[5] is not None:
