@@ -1,7 +1,7 @@
 """Duplicate-finder quality per edit type: ours (exact, near at several thresholds, similar)
 against imagehash's phash, dhash and whash, on one generated test set, in one run.
 
-The test set is made by ``lookalike.dupset.make_duplicate_set`` from the clothing dataset:
+The test set is made by ``lookalike.dedup.testset.make_duplicate_set`` from the clothing dataset:
 N originals, one copy per edit (copy, lossless, resize, recompress, crop 5-20 %, flip,
 rotate 1-5 degrees, brightness/contrast, text, logo, pad, border) and M distractors.
 
@@ -32,9 +32,9 @@ from _data import DATASET
 from PIL import Image
 
 from lookalike import Collection
-from lookalike.dupset import make_duplicate_set
-from lookalike.evaluate import PRF, Truth, evaluate, groups_from_finder, read_ground_truth
-from lookalike.hamming_join import components, near_edges
+from lookalike.dedup.evaluate import PRF, Truth, evaluate, groups_from_finder, read_ground_truth
+from lookalike.dedup.hamming import components, near_edges
+from lookalike.dedup.testset import make_duplicate_set
 
 THRESHOLDS = list(range(0, 17))
 TARGET_PRECISION = 0.99

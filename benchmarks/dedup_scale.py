@@ -5,7 +5,7 @@ Synthetic data: N random 64-bit hashes, of which P are planted copies of other h
 fresh process so its peak RSS (``resource.getrusage``) is its own:
 
 * ``core``: multi-index hashing join + connected components on the numpy array
-  (``lookalike.hamming_join``), the algorithm behind ``duplicates --level near``;
+  (``lookalike.dedup.hamming``), the algorithm behind ``duplicates --level near``;
 * ``collection``: end to end through a collection (``Collection.open_vectors`` with 64-bit
   binary vectors, then ``coll.duplicates("near", 8, hashes="phash")``: reads the catalog,
   joins, builds groups with keepers and scores);
@@ -66,7 +66,7 @@ def peak_mb() -> float:
 
 
 def run_core(n: int, planted: int) -> dict[str, float]:
-    from lookalike.hamming_join import components, near_edges
+    from lookalike.dedup.hamming import components, near_edges
 
     codes, src, dst = synthetic(n, planted)
     t0 = time.perf_counter()
@@ -117,7 +117,7 @@ def run_collection(n: int, planted: int) -> dict[str, float]:
 def run_naive(n: int, planted: int, subset: int) -> dict[str, float]:
     import faiss
 
-    from lookalike.hamming_join import hamming_pairs
+    from lookalike.dedup.hamming import hamming_pairs
 
     codes, _, _ = synthetic(n, planted)
     sub = np.ascontiguousarray(codes[:subset])

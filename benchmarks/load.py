@@ -331,7 +331,7 @@ def main() -> int:
 
             # phase 3: upload-search overhead against model-only time, same images
             coll = Collection.open(root, readonly=True)
-            from lookalike.decode import DecodeLimits
+            from lookalike.ingest.decode import DecodeLimits
 
             limits = DecodeLimits(max_megapixels=50.0)
             model_times: list[float] = []

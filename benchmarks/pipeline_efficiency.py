@@ -20,8 +20,8 @@ from _data import dataset_files
 from resnet18_onnx import write_model_folder
 
 from lookalike import Collection
-from lookalike.decode import decode_image
-from lookalike.models import load_embedder
+from lookalike.ingest.decode import decode_image
+from lookalike.models.loader import load_embedder
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ import numpy as np
 from _data import REPO, dataset_files
 from PIL import Image
 
-from lookalike.decode import decode_image
-from lookalike.phash import phash_int
-from lookalike.preprocess import ImageProcessorSpec
+from lookalike.ingest.decode import decode_image
+from lookalike.models.phash import phash_int
+from lookalike.models.preprocess import ImageProcessorSpec
 
 sys.path.insert(0, str(REPO / "tests"))
 from hf_configs import CLIP_CONFIG, DINOV2_CONFIG, RESNET_CONFIG  # noqa: E402

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lookalike.indexes as indexes
+import lookalike.store.indexes as indexes
 from lookalike import Collection
-from lookalike.cli import main
+from lookalike.cli.main import main
 from lookalike.errors import InvalidInput
-from lookalike.tuning import drop_self, exact_knn, recall
+from lookalike.store.tuning import drop_self, exact_knn, recall
 
 DIM = 32
 

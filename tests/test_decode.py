@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.decode import Decoded, DecodeLimits, decode_image, pixel_hash, to_rgb
 from lookalike.errors import ImageRejected, InvalidInput
+from lookalike.ingest.decode import Decoded, DecodeLimits, decode_image, pixel_hash, to_rgb
 
 
 def _reason(data: bytes, **kw: object) -> str:

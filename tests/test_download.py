@@ -1,4 +1,4 @@
-"""Tests for lookalike.download against a local HTTP server (127.0.0.1 only)."""
+"""Tests for lookalike.ingest.download against a local HTTP server (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from http_server import LocalHTTPServer
 
-from lookalike.download import Downloader, DownloadOptions, DownloadResult, fetch_url
 from lookalike.errors import DownloadError, InvalidInput
+from lookalike.ingest.download import Downloader, DownloadOptions, DownloadResult, fetch_url
 
 FAST = DownloadOptions(workers=4, timeout=3.0, retries=2, backoff=0.01)
 

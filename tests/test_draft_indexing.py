@@ -10,7 +10,7 @@ import tiny_models
 from PIL import Image
 
 from lookalike import Collection
-from lookalike.decode import decode_image, pixel_hash
+from lookalike.ingest.decode import decode_image, pixel_hash
 
 
 def _jpeg_and_its_png(folder: Path) -> tuple[Path, Path]:

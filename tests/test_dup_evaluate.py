@@ -11,10 +11,10 @@ import imagegen
 import pytest
 
 from lookalike import Collection
-from lookalike.cli import main
-from lookalike.dupset import EDITS, make_duplicate_set
+from lookalike.cli.main import main
+from lookalike.dedup.evaluate import Truth, evaluate, read_ground_truth
+from lookalike.dedup.testset import EDITS, make_duplicate_set
 from lookalike.errors import InvalidInput
-from lookalike.evaluate import Truth, evaluate, read_ground_truth
 
 
 def _truth(groups: dict[str, str | None], edits: dict[str, str] | None = None) -> Truth:

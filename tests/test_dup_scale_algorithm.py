@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lookalike.dedup.hamming import choose_blocks, components, hamming_pairs, near_edges
 from lookalike.errors import InvalidInput
-from lookalike.hamming_join import choose_blocks, components, hamming_pairs, near_edges
 
 
 def _planted(n: int, seed: int) -> np.ndarray:

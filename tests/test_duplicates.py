@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike import Collection, dedup_actions
-from lookalike.cli import main
+from lookalike import Collection
+from lookalike.cli.main import main
+from lookalike.dedup import actions as dedup_actions
 
 
 def _make_photos(folder: Path) -> Path:
@@ -163,7 +164,7 @@ def test_html_report_and_matplotlib_grid(indexed: tuple[Path, Path], tmp_path: P
     assert text.count("data:image/jpeg;base64,") == 9  # every member has a thumbnail
     assert text.count('<section class="group"') == 2
     assert "a_flip.jpg" in text and "score" in text
-    from lookalike.report import plot_group
+    from lookalike.dedup.report import plot_group
 
     with Collection.open(coll) as c:
         group = c.duplicates("near")[1]

@@ -134,7 +134,7 @@ _KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     target.{attr} = patched
-    from lookalike.cli import main
+    from lookalike.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """
 )
@@ -157,8 +157,8 @@ def _check_collection(cli, coll: Path, photos: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "attr", "when", "before"),
     [
-        ("vectors.VectorFile", "write", 3, False),  # vectors written, catalog not yet committed
-        ("catalog.Catalog", "insert", 40, False),  # in the middle of a catalog transaction
+        ("store.vectors.VectorFile", "write", 3, False),  # vectors written, catalog not yet committed
+        ("store.catalog.Catalog", "insert", 40, False),  # in the middle of a catalog transaction
         ("store.flat.FlatStore", "save", 1, True),  # all committed, index not yet saved
     ],
     ids=["after-vectors", "mid-transaction", "before-index-save"],
@@ -212,7 +212,7 @@ def test_kill_9_at_a_random_moment(cli, tmp_path: Path) -> None:
         "--workers",
         "2",
     ]
-    script = "import sys; from lookalike.cli import main; sys.exit(main(sys.argv[1:]))"
+    script = "import sys; from lookalike.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

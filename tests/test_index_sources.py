@@ -12,7 +12,7 @@ import pytest
 from http_server import LocalHTTPServer
 
 from lookalike import Collection
-from lookalike.decode import DecodeLimits
+from lookalike.ingest.decode import DecodeLimits
 
 # name -> (bytes factory, expected skip reason); the file name says the expected answer
 BAD_FILES = {

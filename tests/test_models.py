@@ -29,11 +29,12 @@ from tiny_models import (
     write_local_model,
 )
 
-from lookalike import models, registry
-from lookalike.embedders.base import Embedder
-from lookalike.embedders.onnx import OnnxEmbedder
 from lookalike.errors import InvalidInput, ModelUnavailable
-from lookalike.models import (
+from lookalike.models import loader as models
+from lookalike.models import registry
+from lookalike.models.embedders.base import Embedder
+from lookalike.models.embedders.onnx import OnnxEmbedder
+from lookalike.models.loader import (
     ModelFiles,
     hub_cache_dir,
     hub_offline,
@@ -127,7 +128,7 @@ def test_registry_entries_are_plain_frozen_dataclasses() -> None:
 
 def test_importing_does_not_load_onnxruntime_or_huggingface_hub() -> None:
     code = (
-        "import sys, lookalike.models, lookalike.embedders.onnx;"
+        "import sys, lookalike.models.loader, lookalike.models.embedders.onnx;"
         "print(sorted(m for m in ('onnxruntime', 'huggingface_hub', 'onnx') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -673,7 +674,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_phash_model() -> None:
-    phash = pytest.importorskip("lookalike.embedders.phash")
+    phash = pytest.importorskip("lookalike.models.embedders.phash")
     embedder = load_embedder("phash")
     assert isinstance(embedder, phash.PhashEmbedder)
     assert embedder.binary and embedder.dim == 64

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.embedders.phash import PhashEmbedder
 from lookalike.errors import InvalidInput, ModelUnavailable
-from lookalike.phash import (
+from lookalike.models.embedders.phash import PhashEmbedder
+from lookalike.models.phash import (
     PhashPreparer,
     gray32,
     hamming,
@@ -19,7 +19,7 @@ from lookalike.phash import (
     phash_int,
     phash_int_to_bits,
 )
-from lookalike.registry import MODELS
+from lookalike.models.registry import MODELS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 

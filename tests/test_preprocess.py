@@ -11,9 +11,9 @@ import pytest
 from hf_configs import CLIP_CONFIG, DINOV2_CONFIG, LEGACY_CLIP_CONFIG, RESNET_CONFIG
 from PIL import Image
 
-from lookalike.decode import decode_image
 from lookalike.errors import ModelUnavailable
-from lookalike.preprocess import ImageProcessorSpec
+from lookalike.ingest.decode import decode_image
+from lookalike.models.preprocess import ImageProcessorSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 

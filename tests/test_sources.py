@@ -1,4 +1,4 @@
-"""Tests for lookalike.sources: folders, single files and manifests."""
+"""Tests for lookalike.ingest.sources: folders, single files and manifests."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.errors import SourceError
-from lookalike.sources import IMAGE_EXTENSIONS, Entry, is_manifest, iter_entries
+from lookalike.ingest.sources import IMAGE_EXTENSIONS, Entry, is_manifest, iter_entries
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -297,7 +297,7 @@ def test_bad_rows_are_logged_without_on_error(
 ) -> None:
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"url": "http://h/1.jpg"}\n{"label": "x"}\n', encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="lookalike.sources"):
+    with caplog.at_level(logging.WARNING, logger="lookalike.ingest.sources"):
         entries = list(iter_entries([manifest]))
     assert len(entries) == 1
     assert "no path or url" in caplog.text

@@ -39,7 +39,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lookalike.registry import ModelSpec, Pooling
+from lookalike.models.registry import ModelSpec, Pooling
 
 OPSET = 17
 IR_VERSION = 8  # old enough for any onnxruntime >= 1.17
@@ -352,7 +352,7 @@ def tiny_hub_spec(
     """A registry entry for a tiny model installed with ``install_hub_model``.
 
     Register it for a test with
-    ``monkeypatch.setitem(lookalike.registry.MODELS, spec.name, spec)``.
+    ``monkeypatch.setitem(lookalike.models.registry.MODELS, spec.name, spec)``.
     """
     return ModelSpec(
         name=name,

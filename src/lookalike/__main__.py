@@ -1,3 +1,3 @@
-from .cli import _entry
+from .cli.main import _entry
 
 _entry()

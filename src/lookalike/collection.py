@@ -25,10 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from . import pipeline
-from .catalog import Catalog, Item, Skipped
-from .decode import DecodeLimits, decode_image
-from .embedders.base import Embedder
 from .errors import (
     CollectionError,
     CollectionNotFound,
@@ -41,8 +37,12 @@ from .errors import (
     NotACollection,
     QueryError,
 )
-from .indexes import IndexManager, write_json_atomic
-from .vectors import VectorFile
+from .ingest import pipeline
+from .ingest.decode import DecodeLimits, decode_image
+from .models.embedders.base import Embedder
+from .store.catalog import Catalog, Item, Skipped
+from .store.indexes import IndexManager, write_json_atomic
+from .store.vectors import VectorFile
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,10 @@ class IndexReport:
 
 
 def _embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:
-    from .models import load_embedder
+    from .models.loader import load_embedder
 
     if model.get("kind") == "external":
-        from .embedders.external import ExternalEmbedder
+        from .models.embedders.external import ExternalEmbedder
 
         return ExternalEmbedder(model["name"], int(model["dim"]), model["metric"])
 
@@ -155,7 +155,7 @@ class Collection:
         ``model``/``model_path`` choose the model for a new collection; for an existing one
         they must match the model it was built with (else :class:`ModelMismatch`).
         """
-        from .models import load_embedder
+        from .models.loader import load_embedder
 
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
@@ -204,7 +204,7 @@ class Collection:
         name: str = "external",
     ) -> Collection:
         """Open or create a collection for precomputed vectors (see :meth:`add_vectors`)."""
-        from .embedders.external import ExternalEmbedder
+        from .models.embedders.external import ExternalEmbedder
 
         if metric not in ("cosine", "hamming"):
             raise InvalidInput(f"metric must be cosine or hamming, not {metric!r}")
@@ -454,8 +454,8 @@ class Collection:
         if query.startswith(("http://", "https://")):
             if not allow_urls:
                 raise QueryError(f"{query}: URL queries are off; pass --allow-urls to fetch it")
-            from .download import fetch_url
             from .errors import DownloadError
+            from .ingest.download import fetch_url
 
             try:
                 data = fetch_url(query)
@@ -562,8 +562,8 @@ class Collection:
         collection is read-only or another writer holds it). Items whose file is gone,
         changed or unreadable are left out.
         """
-        from .decode import pixel_hash
-        from .pipeline import content_hash
+        from .ingest.decode import pixel_hash
+        from .ingest.pipeline import content_hash
 
         out: dict[str, bytes] = {}
         computed: dict[str, bytes] = {}
@@ -618,7 +618,7 @@ class Collection:
         return self.catalog.items()
 
     def export(self, fmt: str, out: str | os.PathLike[str]) -> int:
-        from .export import export_collection
+        from .store.export import export_collection
 
         return export_collection(self, fmt, Path(out))
 
@@ -629,8 +629,8 @@ class Collection:
         against: Collection | None = None,
         hashes: str = "all",
     ) -> list[Any]:
-        """Duplicate groups (``lookalike.duplicates.Group``): level exact, near or similar."""
-        from .duplicates import find_duplicates
+        """Duplicate groups (``lookalike.dedup.finder.Group``): level exact, near or similar."""
+        from .dedup.finder import find_duplicates
 
         return find_duplicates(self, level, threshold, against, hashes)
 
@@ -698,7 +698,7 @@ class _Indexer:
     # the run ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[str | os.PathLike[str]]) -> IndexReport:
-        from .sources import iter_entries
+        from .ingest.sources import iter_entries
 
         gen_before = self.cat.generation
         keys = {str(Path(s).resolve()) for s in sources}
@@ -854,7 +854,7 @@ class _Indexer:
         url_entries = [e for e in entries if e.path is None and e.url]
         if not url_entries:
             return [e for e in entries if e.path is not None]
-        from .download import Downloader, DownloadOptions
+        from .ingest.download import Downloader, DownloadOptions
 
         opts = self.download_options or DownloadOptions()
         downloader = Downloader(self.coll.root / "cache" / "urls", opts)

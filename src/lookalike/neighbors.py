@@ -118,7 +118,7 @@ def write_neighbors_table(
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from .argtypes import positive_int
+    from .cli.argtypes import positive_int
 
     p = sub.add_parser(
         "neighbors",
@@ -145,7 +145,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     coll = Collection.open(args.collection, create=False)
     try:
         if args.all:
-            from .progress import Progress
+            from .cli.progress import Progress
 
             progress = Progress() if sys.stderr.isatty() else None
             try:

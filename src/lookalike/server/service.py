@@ -29,13 +29,13 @@ from urllib.parse import quote
 import numpy as np
 
 from ..collection import Hit
-from ..decode import DecodeLimits, decode_image
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
+from ..ingest.decode import DecodeLimits, decode_image
 from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
 
 if TYPE_CHECKING:
-    from ..catalog import Item
     from ..collection import Collection
+    from ..store.catalog import Item
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 All of them share :class:`AnnStore`, which holds what is common:
 
 * one search knob (``ef`` for HNSW, ``nprobe`` for IVF, ``shortlist`` for LSH), set by the
-  tuner in :mod:`lookalike.tuning` to the smallest value that meets the recall target;
+  tuner in :mod:`lookalike.store.tuning` to the smallest value that meets the recall target;
 * **exact re-ranking**: the compressed index proposes a shortlist, whose exact cosine scores
   are computed from the memory-mapped ``vectors.bin`` (``rerank`` maps slots to rows), so
   reported scores are exact and the index can hold compressed codes only;

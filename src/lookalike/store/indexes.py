@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInput
+from .base import VectorStore
 from .catalog import Catalog
-from .errors import InvalidInput
-from .store.base import VectorStore
-from .store.flat import FlatStore
+from .flat import FlatStore
 from .vectors import VectorFile
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def format_size(n: float) -> str:
 
 def estimate_bytes(kind: str, n: int, dim: int, binary: bool = False) -> int:
     """Memory an index of ``n`` vectors needs (the vectors file is memory-mapped apart)."""
-    from .store.ann import default_nlist, pq_subquantizers
+    from .ann import default_nlist, pq_subquantizers
 
     if kind == "flat":
         return n * ((dim // 8 if binary else 4 * dim) + 16)
@@ -340,7 +340,7 @@ class IndexManager:
         return self.vectors.read(slots, self.catalog.next_slot)
 
     def _new_ann(self, kind: str, slots: np.ndarray) -> Any:
-        from .store.ann import HnswStore, IvfStore, LshStore, default_nlist
+        from .ann import HnswStore, IvfStore, LshStore, default_nlist
 
         rng = np.random.default_rng(0)
         if kind in ("ivf-sq8", "ivf-pq"):
@@ -361,7 +361,7 @@ class IndexManager:
         if kind == "flat":
             store = FlatStore.load(path, self.dim, self.binary, mmap)
         else:
-            from .store.ann import STORE_CLASSES
+            from .ann import STORE_CLASSES
 
             if kind not in STORE_CLASSES or self.binary:
                 raise ValueError(f"unknown index type {kind!r}")
@@ -397,7 +397,7 @@ class IndexManager:
                 "params": dict(getattr(store, "params", {})),
             }
         )
-        from .store.ann import tombstone_path
+        from .ann import tombstone_path
 
         size = path.stat().st_size
         if tombstone_path(path).exists():

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import SourceError
+from ..errors import SourceError
 
 logger = logging.getLogger(__name__)
 

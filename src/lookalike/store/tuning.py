@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .store.ann import AnnStore
+from .ann import AnnStore
 
 RECALL_K = 10
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ImageRejected
+from ..models.embedders.base import Preparer
 from .decode import DecodeLimits, decode_image, pixel_hash
-from .embedders.base import Preparer
-from .errors import ImageRejected
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def process(
     image has no full-resolution pixels, so its ``pixel_hash`` is left unset (computed on
     demand by the duplicate finder); ``width``/``height`` are always the file's full size.
     """
-    from .phash import PhashPreparer, phash_int
+    from ..models.phash import PhashPreparer, phash_int
 
     try:
         st = os.stat(task.path)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 BITS = 64
 MAX_RADIUS = 32

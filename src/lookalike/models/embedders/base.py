@@ -97,7 +97,7 @@ class Embedder(ABC):
             return np.ascontiguousarray(out, dtype=np.uint8)
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[1] != self.dim:
-            from ..errors import ModelUnavailable
+            from ...errors import ModelUnavailable
 
             raise ModelUnavailable(
                 f"model {self.name!r} returned shape {tuple(out.shape)}, expected (batch, {self.dim})"

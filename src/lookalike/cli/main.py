@@ -10,14 +10,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..errors import InvalidInput, LookalikeError
 from .argtypes import non_negative_int, positive_float, positive_int, score
-from .errors import InvalidInput, LookalikeError
 
 EXIT_USAGE = 2
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
-PLUGIN_COMMANDS: list[str] = ["lookalike.server.cli", "lookalike.dup_cli", "lookalike.neighbors"]
+PLUGIN_COMMANDS: list[str] = ["lookalike.cli.serve", "lookalike.cli.dedup", "lookalike.neighbors"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _size(text: str) -> int:
-    from .indexes import parse_size
+    from ..store.indexes import parse_size
 
     try:
         return parse_size(text)
@@ -190,14 +190,14 @@ def _open(
     model: str | None = None,
     model_path: str | None = None,
 ) -> Any:
-    from .collection import Collection
+    from ..collection import Collection
 
     return Collection.open(args.collection, model, model_path=model_path, create=create)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .decode import DecodeLimits
-    from .download import DownloadOptions
+    from ..ingest.decode import DecodeLimits
+    from ..ingest.download import DownloadOptions
     from .progress import Progress
 
     if not args.sources and args.index_type is None and args.max_memory is None:
@@ -260,7 +260,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_line(idx: dict[str, Any]) -> str:
-    from .indexes import format_size
+    from ..store.indexes import format_size
 
     line = f"index:      {idx['type']}"
     if idx.get("requested") and idx["requested"] != idx["type"]:
@@ -375,7 +375,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import DEFAULT_MODEL, MODELS
+    from ..models.registry import DEFAULT_MODEL, MODELS
 
     for spec in MODELS.values():
         default = " (default)" if spec.name == DEFAULT_MODEL else ""

@@ -19,7 +19,7 @@ one edited copy of every original per edit into ``OUT/edited/EDIT/``:
 ``border``             a screenshot-like frame: window title bar and grey border
 =====================  =================================================================
 
-``OUT/ground_truth.csv`` has ``path,group,edit`` (see :mod:`lookalike.evaluate`): an
+``OUT/ground_truth.csv`` has ``path,group,edit`` (see :mod:`lookalike.dedup.evaluate`): an
 original and its copies share a group; distractors have none. Everything is a pure
 function of the inputs and the seed.
 """
@@ -36,8 +36,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
-from .decode import DecodeLimits, decode_image
-from .errors import ImageRejected, InvalidInput
+from ..errors import ImageRejected, InvalidInput
+from ..ingest.decode import DecodeLimits, decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 

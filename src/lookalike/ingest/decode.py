@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import ImageRejected, InvalidInput
+from ..errors import ImageRejected, InvalidInput
 
 __all__ = ["DecodeLimits", "Decoded", "decode_image", "pixel_hash", "to_rgb"]
 

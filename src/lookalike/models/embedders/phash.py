@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInput, ModelUnavailable
+from ...errors import InvalidInput, ModelUnavailable
 from ..phash import HASH_BYTES, PhashPreparer
 from ..registry import MODELS, ModelSpec
 from .base import Embedder

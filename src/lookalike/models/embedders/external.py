@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ...errors import InvalidInput
 from ..registry import Metric, ModelSpec
 from .base import Embedder
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from .errors import DownloadError, InvalidInput
+from ..errors import DownloadError, InvalidInput
 from .sources import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:

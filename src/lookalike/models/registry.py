@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 Kind = Literal["onnx", "phash"]
 Metric = Literal["cosine", "hamming"]

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .duplicates import Group, Member
-from .errors import InvalidInput, MissingDependency
+from ..errors import InvalidInput, MissingDependency
+from .finder import Group, Member
 
 CSV_COLUMNS = [
     "group",

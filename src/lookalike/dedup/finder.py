@@ -7,7 +7,7 @@ Levels:
     a PNG re-saved from the same pixels counts, a JPEG re-encode does not.
 ``near``
     64-bit DCT perceptual hashes within a Hamming radius (multi-index hashing, see
-    :mod:`lookalike.hamming_join`): resized, recompressed and lightly edited copies.
+    :mod:`lookalike.dedup.hamming`): resized, recompressed and lightly edited copies.
 ``similar``
     Embedding cosine >= threshold, by FAISS range search over the stored vectors in
     batches (a thresholded kNN graph); needs a collection built with an embedding model.
@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .catalog import Item
-from .duphashes import FIELDS, extra_hashes
-from .errors import InvalidInput
-from .hamming_join import (
+from ..errors import InvalidInput
+from ..store.catalog import Item
+from .hamming import (
     MAX_RADIUS,
     components,
     cross_pairs,
@@ -42,9 +41,10 @@ from .hamming_join import (
     near_edges,
     popcount64,
 )
+from .hashes import FIELDS, extra_hashes
 
 if TYPE_CHECKING:
-    from .collection import Collection
+    from ..collection import Collection
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _recovered_pixel_hashes(
 ) -> dict[int, bytes]:
     """Full-resolution pixel hashes, by row position, for the rows without one that could
     have a pixel-identical partner (same size, phash within the candidate radius)."""
-    from .hamming_join import hamming_pairs
+    from .hamming import hamming_pairs
 
     if all(r[1] is not None for r in rows):  # float-model collections: nothing was drafted
         return {}
@@ -303,7 +303,7 @@ def find_duplicates(
     """Duplicate groups of ``coll`` (see the module docs), largest groups first.
 
     ``hashes`` (level ``near``): ``"all"`` compares phash, dHash and the mirrored phash
-    (see :mod:`lookalike.duphashes`); ``"phash"`` compares the stored phash only (no file
+    (see :mod:`lookalike.dedup.hashes`); ``"phash"`` compares the stored phash only (no file
     is read).
     """
     threshold = check_threshold(level, threshold, hashes)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InvalidInput, MissingDependency
+from ..errors import InvalidInput, MissingDependency
 
 if TYPE_CHECKING:
-    from .collection import Collection
+    from ..collection import Collection
 
 FORMATS = ("npy", "parquet")
 

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .duplicates import Group, Member
-from .errors import InvalidInput
-from .indexes import write_json_atomic
+from ..errors import InvalidInput
+from ..store.indexes import write_json_atomic
+from .finder import Group, Member
 
 log = logging.getLogger(__name__)
 

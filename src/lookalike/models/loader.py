@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..errors import InvalidInput, ModelUnavailable
 from .embedders.base import Embedder
 from .embedders.onnx import OnnxEmbedder, load_preparer, probe_output_shapes
-from .errors import InvalidInput, ModelUnavailable
 from .registry import DEFAULT_MODEL, MODELS, ModelSpec, Pooling, get_model_spec
 
 if TYPE_CHECKING:

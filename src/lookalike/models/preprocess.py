@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from .errors import ModelUnavailable
+from ..errors import ModelUnavailable
 
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
@@ -191,7 +191,7 @@ class ImageProcessorSpec:
     def __call__(self, image: Image.Image) -> np.ndarray:
         """The model input for one image: float32, shape (3, H, W), C-contiguous."""
         if image.mode != "RGB":
-            from .decode import to_rgb
+            from ..ingest.decode import to_rgb
 
             image = to_rgb(image)
         size = self.resize_size(image.width, image.height)

@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = [
     "PhashPreparer",

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from .decode import DecodeLimits, decode_image
-from .errors import ImageRejected
-from .phash import REDUCING_GAP, gray32, phash_from_gray32
+from ..errors import ImageRejected
+from ..ingest.decode import DecodeLimits, decode_image
+from ..models.phash import REDUCING_GAP, gray32, phash_from_gray32
 
 if TYPE_CHECKING:
-    from .collection import Collection
+    from ..collection import Collection
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidInput, LookalikeError, ModelUnavailable
+from ...errors import InvalidInput, LookalikeError, ModelUnavailable
 from ..registry import ModelSpec
 from .base import Embedder, Preparer
 
 if TYPE_CHECKING:
     import onnxruntime
 
-    from ..models import ModelFiles
+    from ..loader import ModelFiles
 
 logger = logging.getLogger(__name__)
 

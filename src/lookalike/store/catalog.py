@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CollectionError
+from ..errors import CollectionError
 
 log = logging.getLogger(__name__)
 

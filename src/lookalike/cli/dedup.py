@@ -7,8 +7,8 @@ import argparse
 import json
 from typing import Any
 
+from ..errors import InvalidInput
 from .argtypes import non_negative_int
-from .errors import InvalidInput
 
 
 def _threshold(text: str) -> float:
@@ -120,13 +120,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _open(directory: str | None) -> Any:
-    from .collection import Collection
+    from ..collection import Collection
 
     return Collection.open(directory, create=False)
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from .dedup_actions import apply_moves, plan_moves, undo_moves
+    from ..dedup.actions import apply_moves, plan_moves, undo_moves
 
     if args.undo:
         if args.move_to or args.apply:
@@ -145,15 +145,15 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             other = _open(args.against)
         groups = coll.duplicates(args.level, args.threshold, against=other, hashes=args.hashes)
         if args.out:
-            from .report import write_groups
+            from ..dedup.report import write_groups
 
             write_groups(groups, args.out)
         if args.html:
-            from .report import write_html
+            from ..dedup.report import write_html
 
             write_html(groups, args.html, max_groups=args.html_max_groups)
         if args.plot:
-            from .report import plot_group
+            from ..dedup.report import plot_group
 
             number, png = args.plot
             chosen = [g for g in groups if str(g.number) == number]
@@ -214,7 +214,7 @@ def _dims(m: Any) -> str:
 
 
 def cmd_evaluate_duplicates(args: argparse.Namespace) -> int:
-    from .evaluate import (
+    from ..dedup.evaluate import (
         evaluate,
         format_table,
         groups_from_finder,
@@ -247,7 +247,7 @@ def cmd_evaluate_duplicates(args: argparse.Namespace) -> int:
 
 
 def cmd_make_duplicates(args: argparse.Namespace) -> int:
-    from .dupset import make_duplicate_set
+    from ..dedup.testset import make_duplicate_set
 
     truth = make_duplicate_set(
         args.src, args.out, originals=args.originals, distractors=args.distractors, seed=args.seed

@@ -9,8 +9,8 @@ import os
 import sys
 from typing import Any
 
-from ..argtypes import port, positive_float
 from ..errors import InvalidInput
+from .argtypes import port, positive_float
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..collection import Collection
-    from . import ServerSettings, create_app, require_server_extra
+    from ..server import ServerSettings, create_app, require_server_extra
 
     require_server_extra()
     api_key = args.api_key if args.api_key is not None else os.environ.get("LOOKALIKE_API_KEY")

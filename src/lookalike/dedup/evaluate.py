@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .duplicates import Group
-from .errors import InvalidInput
+from ..errors import InvalidInput
+from .finder import Group
 
 
 @dataclass
