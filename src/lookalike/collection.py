@@ -1,25 +1,15 @@
-"""A collection: a folder holding the SQLite catalog, the stored vectors and the index.
+"""``Collection``: the facade over one collection folder.
 
-Layout (see docs/architecture.md)::
-
-    collection.json     format marker + model identity (written last at creation)
-    catalog.sqlite      items, skipped files, metadata (schema-versioned)
-    vectors.bin         raw vectors addressed by slot (float32 or packed bits)
-    index/              derived ANN index + index.json (rebuilt from vectors when stale)
-    cache/urls/         downloaded images, one file per id
-    lock                writers take an exclusive lock on it
+It wires the parts together (``store/`` for the catalog, vectors and index, ``models/`` for
+the embedder, ``ingest/`` for indexing, ``search/`` for queries) and holds no algorithm of
+its own. See docs/architecture.md for the folder's files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,75 +19,25 @@ from .errors import (
     CollectionError,
     CollectionNotFound,
     EmptyCollection,
-    ImageRejected,
     InvalidInput,
     ItemNotFound,
-    LookalikeError,
     ModelMismatch,
     NotACollection,
-    QueryError,
 )
 from .ingest import pipeline
-from .ingest.decode import DecodeLimits, decode_image
+from .ingest.decode import DecodeLimits
+from .ingest.indexer import Indexer, IndexReport, add_vector_rows
 from .models.embedders.base import Embedder
-from .store.catalog import Catalog, Item, Skipped
+from .search.hits import Hit
+from .search.query import QueryResolver, embed_image
+from .search.rank import ranked_hits
+from .store import layout
+from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager, write_json_atomic
+from .store.layout import MARKER, default_collection_dir
 from .store.vectors import VectorFile
 
-log = logging.getLogger(__name__)
-
-# Items in the catalog already passed the megapixel limit they were indexed with.
-_ANY_INDEXED_SIZE = DecodeLimits(max_megapixels=1000.0)
-
-MARKER = "collection.json"
-FORMAT = "lookalike-collection"
-FORMAT_VERSION = 1
-DEFAULT_DIR = ".lookalike"
-
-
-def default_collection_dir() -> Path:
-    return Path(os.environ.get("LOOKALIKE_COLLECTION") or DEFAULT_DIR)
-
-
-@dataclass
-class Hit:
-    rank: int
-    id: str
-    score: float
-    path: str | None
-    label: str | None
-    url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "id": self.id,
-            "path": self.path,
-            "score": round(float(self.score), 6),
-            "label": self.label,
-            "url": self.url,
-            "metadata": self.metadata,
-        }
-
-
-@dataclass
-class IndexReport:
-    indexed: int = 0
-    unchanged: int = 0
-    renamed: int = 0
-    removed: int = 0
-    skipped: int = 0
-    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "indexed": self.indexed,
-            "unchanged": self.unchanged,
-            "renamed": self.renamed,
-            "removed": self.removed,
-            "skipped": self.skipped,
-        }
+__all__ = ["Collection", "Hit", "IndexReport", "default_collection_dir"]
 
 
 def _embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:
@@ -160,7 +100,7 @@ class Collection:
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
         if marker.is_file():
-            config = cls._read_config(marker)
+            config = layout.read_config(marker)
             stored = config["model"]
             requested: Embedder | None = None
             if model is not None or model_path is not None:
@@ -168,7 +108,7 @@ class Collection:
                 want = requested.identity()
                 have = {k: stored.get(k) for k in ("name", "dim", "metric")}
                 if {k: want.get(k) for k in ("name", "dim", "metric")} != have:
-                    if not readonly and cls._is_empty(root):
+                    if not readonly and layout.is_empty(root):
                         # Nothing stored yet (e.g. a first run whose model was unavailable):
                         # the empty collection adopts the requested model.
                         requested.load()
@@ -226,30 +166,6 @@ class Collection:
             )
         return cls._create(root, embedder, None)
 
-    @staticmethod
-    def _is_empty(root: Path) -> bool:
-        catalog = Catalog(root / "catalog.sqlite")
-        try:
-            return catalog.count() == 0 and not catalog.skipped() and catalog.next_slot == 0
-        finally:
-            catalog.close()
-
-    @staticmethod
-    def _read_config(marker: Path) -> dict[str, Any]:
-        try:
-            config = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise NotACollection(f"{marker} is unreadable or not JSON: {exc}") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise NotACollection(
-                f"{marker.parent} is not a lookalike collection ({marker} has no lookalike format)"
-            )
-        if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise CollectionError(
-                f"{marker.parent} was written by a newer lookalike (format {config['format_version']})"
-            )
-        return config
-
     @classmethod
     def _create(
         cls, root: Path, embedder: Embedder, model_path: str | os.PathLike[str] | None
@@ -258,14 +174,7 @@ class Collection:
         (root / "index").mkdir(exist_ok=True)
         model_info = embedder.identity()
         model_info["model_path"] = str(Path(model_path).resolve()) if model_path else None
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": model_info,
-            "vector_dtype": str(embedder.row_dtype),
-            "vector_width": embedder.row_width,
-            "created_at": time.time(),
-        }
+        config = layout.new_config(model_info, str(embedder.row_dtype), embedder.row_width)
         Catalog(root / "catalog.sqlite").close()  # creates + migrates
         write_json_atomic(root / MARKER, config)  # written last: marks the folder complete
         return cls(root, config, embedder, readonly=False)
@@ -296,17 +205,8 @@ class Collection:
     def _write_lock(self, wait: bool = True) -> Iterator[bool]:
         if self.readonly:
             raise CollectionError(f"collection {self.root} was opened read-only")
-        fh = open(self.root / "lock", "a+")  # noqa: SIM115 - held across the yield
-        try:
-            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
-            try:
-                fcntl.flock(fh.fileno(), flags)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            fh.close()
+        with layout.write_lock(self.root, wait) as got:
+            yield got
 
     # -- indexing -----------------------------------------------------------------------
 
@@ -332,7 +232,7 @@ class Collection:
         if workers is None:
             workers = pipeline.default_workers(model_uses_cores=not self.embedder.binary)
         with self._write_lock():
-            return _Indexer(self, limits, workers, batch_size, progress, download_options).run(
+            return Indexer(self, limits, workers, batch_size, progress, download_options).run(
                 sources
             )
 
@@ -368,36 +268,7 @@ class Collection:
             norms[norms == 0] = 1.0
             rows = np.ascontiguousarray(rows / norms, dtype=np.float32)
         with self._write_lock():
-            clash = next((i for i in ids if self.catalog.id_exists(i)), None)
-            if clash is not None:
-                raise InvalidInput(f"an item with id {clash!r} already exists")
-            gen_before = self.catalog.generation
-            added: list[int] = []
-            now = time.time()
-            for start in range(0, len(ids), batch_size):
-                chunk = slice(start, start + batch_size)
-                first = self.catalog.next_slot
-                self.vectors.write(first, rows[chunk])
-                with self.catalog.transaction():
-                    self.catalog.reserve_slots(len(rows[chunk]))
-                    for offset, item_id in enumerate(ids[chunk]):
-                        i = start + offset
-                        self.catalog.insert(
-                            Item(
-                                id=item_id,
-                                slot=first + offset,
-                                source=source,
-                                path=paths[i] if paths is not None else None,
-                                url=None,
-                                label=labels[i] if labels is not None else None,
-                                metadata=dict(metadata[i]) if metadata is not None else {},
-                                added_at=now,
-                            )
-                        )
-                        added.append(first + offset)
-                    self.catalog.bump_generation()
-            self.index.update(gen_before, added=added, removed=[])
-        return len(added)
+            return add_vector_rows(self, ids, rows, labels, metadata, source, batch_size, paths)
 
     def remove(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))
@@ -418,64 +289,14 @@ class Collection:
 
     def embed_image(self, data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
         """Embed one encoded image (bytes); raises ImageRejected for bad images."""
-        limits = limits or DecodeLimits()
-        preparer = self.embedder.preparer()
-        draft = preparer.draft_size()
-        decoded = decode_image(data, limits, draft=draft)
-        return self.embedder.embed([preparer(decoded.image)])
+        return embed_image(self.embedder, data, limits)
 
     def query_vector(
         self, query: Any, *, allow_urls: bool = False, limits: DecodeLimits | None = None
     ) -> tuple[np.ndarray, int | None, str]:
         """Resolve a query to (vector row, slot to exclude or None, description)."""
-        if isinstance(query, np.ndarray):
-            vec = np.asarray(query, dtype=self.vectors.dtype).reshape(1, -1)
-            if vec.shape[1] != self.vectors.width:
-                raise QueryError(
-                    f"query vector has {vec.shape[1]} values, expected {self.vectors.width}"
-                )
-            if not self.binary:
-                norm = float(np.linalg.norm(vec))
-                vec = vec / norm if norm > 0 else vec
-            return vec, None, "vector"
-        if isinstance(query, bytes):
-            return self._embed_query(query, limits, "upload"), None, "upload"
-        if isinstance(query, Path):
-            query = str(query)
-        if not isinstance(query, str):
-            raise QueryError(f"unsupported query type {type(query).__name__}")
-        if query.startswith("id:"):
-            item_id = query[3:]
-            item = self.catalog.get(item_id)
-            if item is None:
-                raise ItemNotFound(f"no item with id {item_id!r} in collection {self.root}")
-            vec = self.vectors.read([item.slot], self.catalog.next_slot)
-            return vec, item.slot, query
-        if query.startswith(("http://", "https://")):
-            if not allow_urls:
-                raise QueryError(f"{query}: URL queries are off; pass --allow-urls to fetch it")
-            from .errors import DownloadError
-            from .ingest.download import fetch_url
-
-            try:
-                data = fetch_url(query)
-            except DownloadError as exc:
-                raise QueryError(f"{query}: {exc}") from None
-            return self._embed_query(data, limits, query), None, query
-        path = Path(query)
-        if not path.is_file():
-            raise QueryError(f"query image {query} does not exist or is not a file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise QueryError(f"query image {query} cannot be read: {exc.strerror}") from None
-        return self._embed_query(data, limits, query), None, query
-
-    def _embed_query(self, data: bytes, limits: DecodeLimits | None, name: str) -> np.ndarray:
-        try:
-            return self.embed_image(data, limits)
-        except ImageRejected as exc:
-            raise QueryError(f"query image {name} cannot be used: {exc}") from None
+        resolver = QueryResolver(self.embedder, self.catalog, self.vectors, self.binary, self.root)
+        return resolver.resolve(query, allow_urls=allow_urls, limits=limits)
 
     def search(
         self,
@@ -507,43 +328,15 @@ class Collection:
         label: str | None = None,
         exclude_slot: int | None = None,
     ) -> list[Hit]:
-        store = self.index.store()
-        total = len(store)
-        fetch = k + (1 if exclude_slot is not None else 0)
-        if label is not None:
-            fetch = max(fetch * 4, 64)
-        while True:
-            fetch = min(fetch, total)
-            scores, ids = store.search(vec, fetch)
-            pairs = [
-                (float(s), int(i))
-                for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0 and i != exclude_slot and (threshold is None or s >= threshold)
-            ]
-            items = self.catalog.by_slots(i for _, i in pairs)
-            hits: list[Hit] = []
-            for score, slot in pairs:
-                item = items.get(slot)
-                if item is None or (label is not None and item.label != label):
-                    continue
-                hits.append(
-                    Hit(
-                        len(hits) + 1,
-                        item.id,
-                        score,
-                        item.path,
-                        item.label,
-                        item.url,
-                        item.metadata,
-                    )
-                )
-                if len(hits) == k:
-                    break
-            # Stop when we have enough, the index is exhausted, or scores fell below threshold.
-            below = threshold is not None and len(scores[0]) and scores[0][-1] < threshold
-            if len(hits) >= k or fetch >= total or below:
-                return hits
-            fetch *= 4
+        return ranked_hits(
+            self.index.store(),
+            self.catalog,
+            vec,
+            k,
+            threshold=threshold,
+            label=label,
+            exclude_slot=exclude_slot,
+        )
 
     # -- inspection and export ---------------------------------------------------------
 
@@ -562,28 +355,15 @@ class Collection:
         collection is read-only or another writer holds it). Items whose file is gone,
         changed or unreadable are left out.
         """
-        from .ingest.decode import pixel_hash
-        from .ingest.pipeline import content_hash
-
         out: dict[str, bytes] = {}
         computed: dict[str, bytes] = {}
         for item in items:
             if item.pixel_hash is not None:
                 out[item.id] = bytes(item.pixel_hash)
-                continue
-            if not item.path:
-                continue
-            try:
-                data = Path(item.path).read_bytes()
-            except OSError:
-                continue
-            if item.content_hash is not None and content_hash(data) != item.content_hash:
-                continue
-            try:
-                value = pixel_hash(decode_image(data, _ANY_INDEXED_SIZE).image)
-            except LookalikeError:
-                continue
-            out[item.id] = computed[item.id] = value
+            elif item.path:
+                value = pipeline.full_pixel_hash(item.path, item.content_hash)
+                if value is not None:
+                    out[item.id] = computed[item.id] = value
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
                 if got:
@@ -620,7 +400,7 @@ class Collection:
     def export(self, fmt: str, out: str | os.PathLike[str]) -> int:
         from .store.export import export_collection
 
-        return export_collection(self, fmt, Path(out))
+        return export_collection(self.catalog, self.vectors, self.binary, fmt, Path(out))
 
     def duplicates(
         self,
@@ -633,331 +413,3 @@ class Collection:
         from .dedup.finder import find_duplicates
 
         return find_duplicates(self, level, threshold, against, hashes)
-
-
-class _Indexer:
-    """One run of ``Collection.add``: scan, classify, embed, commit, update the index."""
-
-    def __init__(
-        self,
-        coll: Collection,
-        limits: DecodeLimits,
-        workers: int,
-        batch_size: int,
-        progress: Callable[[int, int], None] | None,
-        download_options: Any,
-    ) -> None:
-        self.coll = coll
-        self.cat = coll.catalog
-        self.limits = limits
-        self.workers = workers
-        self.batch_size = max(1, batch_size)
-        self.progress = progress
-        self.download_options = download_options
-        self.report = IndexReport()
-        self.reserved_ids: set[str] = set()
-        self.added_slots: list[int] = []
-        self.removed_slots: list[int] = []
-        self.skipped_now: set[str] = set()
-
-    # ids --------------------------------------------------------------------------------
-
-    def _unique_id(self, wanted: str, source: str, path: str | None) -> str:
-        def taken(candidate: str) -> bool:
-            if candidate in self.reserved_ids:
-                return True
-            other = self.cat.get(candidate)
-            return other is not None and other.path != path
-
-        candidate = wanted
-        if taken(candidate):
-            candidate = f"{Path(source).name}/{wanted}"
-        n = 2
-        base = candidate
-        while taken(candidate):
-            candidate = f"{base}#{n}"
-            n += 1
-        self.reserved_ids.add(candidate)
-        return candidate
-
-    def _skip(
-        self,
-        path: str,
-        source: str,
-        reason: str,
-        detail: str,
-        size: int | None,
-        mtime_ns: int | None,
-    ) -> None:
-        self.cat.record_skip(Skipped(path, source, reason, detail, size, mtime_ns))
-        self.report.skipped += 1
-        self.report.skipped_files.append((path, reason, detail))
-        self.skipped_now.add(path)
-        log.info("skipped %s: %s %s", path, reason, detail)
-
-    # the run ----------------------------------------------------------------------------
-
-    def run(self, sources: Sequence[str | os.PathLike[str]]) -> IndexReport:
-        from .ingest.sources import iter_entries
-
-        gen_before = self.cat.generation
-        keys = {str(Path(s).resolve()) for s in sources}
-        bad_rows: list[tuple[str, str]] = []
-        entries = list(
-            iter_entries(
-                list(sources),
-                exclude=[self.coll.root.resolve()],
-                on_error=lambda where, why: bad_rows.append((where, why)),
-            )
-        )
-        keys |= {e.source for e in entries}
-        with self.cat.transaction():
-            for where, why in bad_rows:
-                self._skip(where, where.rsplit(":", 1)[0], "bad-manifest-row", why, None, None)
-        entries = self._download(entries)
-
-        new: list[tuple[Any, os.stat_result]] = []
-        changed: list[tuple[Any, os.stat_result, Item]] = []
-        seen_ids: set[str] = set()
-        seen_paths: set[str] = set()
-        with self.cat.transaction():
-            for e in entries:
-                path = str(e.path)
-                seen_paths.add(path)
-                try:
-                    st = os.stat(path)
-                except OSError as exc:
-                    self._skip(path, e.source, "unreadable", exc.strerror or str(exc), None, None)
-                    continue
-                item = self.cat.by_path(path)
-                if item is not None:
-                    seen_ids.add(item.id)
-                    self.reserved_ids.add(item.id)
-                    if item.size == st.st_size and item.mtime_ns == st.st_mtime_ns:
-                        self.report.unchanged += 1
-                        self._refresh(item, e)
-                    else:
-                        changed.append((e, st, item))
-                    continue
-                skip = self.cat.get_skip(path)
-                if skip is not None and skip.size == st.st_size and skip.mtime_ns == st.st_mtime_ns:
-                    self.skipped_now.add(path)
-                    self.report.skipped += 1
-                    self.report.skipped_files.append((path, skip.reason, skip.detail))
-                    continue
-                new.append((e, st))
-
-        vanished = [
-            i
-            for key in keys
-            for i in self.cat.items(key)
-            if i.id not in seen_ids and i.path not in seen_paths
-        ]
-        new = self._match_renames(new, vanished)
-        vanished_ids = {i.id for i in vanished if i.id not in self._renamed_from}
-
-        tasks: list[pipeline.Task] = []
-        meta: dict[int, tuple[Any, Item | None]] = {}
-        for e, _st in new:
-            key = len(tasks)
-            tasks.append(pipeline.Task(key, str(e.path)))
-            meta[key] = (e, None)
-        for e, _st, item in changed:
-            key = len(tasks)
-            tasks.append(pipeline.Task(key, str(e.path), expect_hash=item.content_hash))
-            meta[key] = (e, item)
-        self._embed_all(tasks, meta)
-
-        if vanished_ids:
-            with self.cat.transaction():
-                self.removed_slots += self.cat.delete(vanished_ids)
-                self.report.removed += len(vanished_ids)
-                self.cat.bump_generation()
-        with self.cat.transaction():
-            for skip in self.cat.skipped():
-                if (
-                    skip.source in keys
-                    and skip.path not in seen_paths
-                    and skip.path not in self.skipped_now
-                ):
-                    self.cat.clear_skip(skip.path)  # the file is gone from its source
-        if self.cat.generation != gen_before or not self.coll.index.exists():
-            self.coll.index.update(gen_before, self.added_slots, self.removed_slots)
-        return self.report
-
-    _renamed_from: set[str]
-
-    def _refresh(self, item: Item, e: Any) -> None:
-        """Keep label/metadata in step with the source without re-embedding."""
-        label = e.label
-        if item.label != label or item.metadata != e.metadata or item.url != e.url:
-            self.cat.update_location(
-                item.id,
-                new_id=item.id,
-                path=item.path,
-                source=e.source,
-                label=label,
-                metadata=e.metadata,
-                size=item.size,
-                mtime_ns=item.mtime_ns,
-                url=e.url,
-            )
-
-    def _match_renames(
-        self, new: list[tuple[Any, os.stat_result]], vanished: list[Item]
-    ) -> list[tuple[Any, os.stat_result]]:
-        self._renamed_from = set()
-        if not vanished or not new:
-            return new
-        by_size: dict[int, list[Item]] = {}
-        for item in vanished:
-            if item.size is not None:
-                by_size.setdefault(item.size, []).append(item)
-        remaining: list[tuple[Any, os.stat_result]] = []
-        with self.cat.transaction():
-            for e, st in new:
-                candidates = [
-                    i for i in by_size.get(st.st_size, []) if i.id not in self._renamed_from
-                ]
-                if not candidates:
-                    remaining.append((e, st))
-                    continue
-                try:
-                    digest = pipeline.file_content_hash(str(e.path))
-                except OSError:
-                    remaining.append((e, st))
-                    continue
-                match = next((i for i in candidates if i.content_hash == digest), None)
-                if match is None:
-                    remaining.append((e, st))
-                    continue
-                self._renamed_from.add(match.id)
-                self.reserved_ids.discard(match.id)
-                new_id = self._unique_id(e.id or e.relpath, e.source, str(e.path))
-                self.cat.update_location(
-                    match.id,
-                    new_id=new_id,
-                    path=str(e.path),
-                    source=e.source,
-                    label=e.label,
-                    metadata=e.metadata,
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    url=e.url,
-                )
-                self.report.renamed += 1
-            if self.report.renamed:
-                self.cat.bump_generation()
-        return remaining
-
-    def _download(self, entries: list[Any]) -> list[Any]:
-        url_entries = [e for e in entries if e.path is None and e.url]
-        if not url_entries:
-            return [e for e in entries if e.path is not None]
-        from .ingest.download import Downloader, DownloadOptions
-
-        opts = self.download_options or DownloadOptions()
-        downloader = Downloader(self.coll.root / "cache" / "urls", opts)
-        by_id: dict[str, Any] = {}
-        for e in url_entries:
-            if e.id is None:
-                e.id = pipeline.content_hash(e.url.encode())[:16]
-            by_id[e.id] = e
-        with self.cat.transaction():
-            for res in downloader.fetch_many((e.id, e.url) for e in url_entries):
-                e = by_id[res.id]
-                if res.path is None:
-                    self._skip(e.url, e.source, "download-failed", res.error or "", None, None)
-                else:
-                    e.path = res.path
-        return [e for e in entries if e.path is not None]
-
-    def _embed_all(
-        self, tasks: list[pipeline.Task], meta: dict[int, tuple[Any, Item | None]]
-    ) -> None:
-        total = len(tasks)
-        if total == 0:
-            if self.progress:
-                self.progress(0, 0)
-            return
-        emb = self.coll.embedder
-        preparer = emb.preparer()
-        emb.load()
-        window = max(4 * self.batch_size, 8 * max(self.workers, 1))
-        pending: list[pipeline.Result] = []
-        done = 0
-        # Hash models only need a thumbnail: JPEGs are decoded at a reduced scale (DCT
-        # scaling), several times faster; their full-resolution pixel hash is computed on
-        # demand by the duplicate finder. Float models always see the fully decoded image.
-        draft = preparer.draft_size() if emb.binary else None
-        for res in pipeline.run(
-            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window, draft=draft
-        ):
-            e, old = meta[res.key]
-            if res.status == "same":
-                assert old is not None
-                with self.cat.transaction():
-                    self.cat.update_stat(old.id, res.size, res.mtime_ns)
-                self.report.unchanged += 1
-            elif res.status == "skipped":
-                with self.cat.transaction():
-                    if old is not None:  # the file changed into something unreadable
-                        self.removed_slots += self.cat.delete([old.id])
-                        self.cat.bump_generation()
-                        self.report.removed += 1
-                    self._skip(
-                        str(e.path), e.source, res.reason, res.detail, res.size, res.mtime_ns
-                    )
-            else:
-                pending.append(res)
-                if len(pending) >= self.batch_size:
-                    self._flush(pending, meta)
-                    pending = []
-            done += 1  # noqa: SIM113 - counts skipped and embedded alike
-            if self.progress:
-                self.progress(done, total)
-        if pending:
-            self._flush(pending, meta)
-
-    def _flush(
-        self, results: list[pipeline.Result], meta: dict[int, tuple[Any, Item | None]]
-    ) -> None:
-        emb = self.coll.embedder
-        vecs = emb.embed(
-            [r.prepared for r in results if r.prepared is not None], batch_size=self.batch_size
-        )
-        first = self.cat.next_slot
-        # Vectors first (fsynced), then the catalog rows that point at them, in one transaction.
-        self.coll.vectors.write(first, vecs)
-        with self.cat.transaction():
-            self.cat.reserve_slots(len(results))
-            for offset, res in enumerate(results):
-                e, old = meta[res.key]
-                path = str(e.path)
-                if old is not None:
-                    self.removed_slots += self.cat.delete([old.id])
-                    item_id = old.id
-                else:
-                    item_id = self._unique_id(e.id or e.relpath, e.source, path)
-                self.cat.insert(
-                    Item(
-                        id=item_id,
-                        slot=first + offset,
-                        source=e.source,
-                        path=path,
-                        url=e.url,
-                        label=e.label,
-                        metadata=e.metadata,
-                        size=res.size,
-                        mtime_ns=res.mtime_ns,
-                        content_hash=res.content_hash,
-                        pixel_hash=res.pixel_hash,
-                        phash=res.phash,
-                        width=res.width,
-                        height=res.height,
-                    )
-                )
-                self.cat.clear_skip(path)
-                self.added_slots.append(first + offset)
-            self.cat.bump_generation()
-        self.report.indexed += len(results)

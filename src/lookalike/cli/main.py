@@ -17,7 +17,11 @@ from .argtypes import non_negative_int, positive_float, positive_int, score
 EXIT_USAGE = 2
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
-PLUGIN_COMMANDS: list[str] = ["lookalike.cli.serve", "lookalike.cli.dedup", "lookalike.neighbors"]
+PLUGIN_COMMANDS: list[str] = [
+    "lookalike.cli.serve",
+    "lookalike.cli.dedup",
+    "lookalike.cli.neighbors",
+]
 
 
 class _Parser(argparse.ArgumentParser):

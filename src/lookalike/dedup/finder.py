@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,9 +42,7 @@ from .hamming import (
     popcount64,
 )
 from .hashes import FIELDS, extra_hashes
-
-if TYPE_CHECKING:
-    from ..collection import Collection
+from .source import DedupSource
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +148,13 @@ def check_threshold(level: str, threshold: float | None, hashes: str = "all") ->
 class _Part:
     """The items of one collection that take part, as arrays aligned by position."""
 
-    coll: Collection
+    coll: DedupSource
     slots: np.ndarray  # int64
     codes: np.ndarray | None = None  # uint64 phash (near)
     keys: list[tuple[bytes | None, str | None]] | None = None  # (pixel_hash, content_hash)
 
 
-def _slots_and_phash(coll: Collection) -> tuple[np.ndarray, np.ndarray]:
+def _slots_and_phash(coll: DedupSource) -> tuple[np.ndarray, np.ndarray]:
     """Slots and 64-bit phashes of every item that has one.
 
     Items added as precomputed vectors have no phash column; in a 64-bit binary collection
@@ -187,7 +185,7 @@ def _slots_and_phash(coll: Collection) -> tuple[np.ndarray, np.ndarray]:
 _EXACT_CANDIDATE_RADIUS = 8
 
 
-def _exact_keys(coll: Collection) -> tuple[np.ndarray, list[tuple[bytes | None, str | None]]]:
+def _exact_keys(coll: DedupSource) -> tuple[np.ndarray, list[tuple[bytes | None, str | None]]]:
     rows = coll.catalog.db.execute(
         "SELECT slot, pixel_hash, content_hash, phash, width, height FROM items "
         "WHERE pixel_hash IS NOT NULL OR content_hash IS NOT NULL ORDER BY slot"
@@ -200,7 +198,7 @@ def _exact_keys(coll: Collection) -> tuple[np.ndarray, list[tuple[bytes | None, 
 
 
 def _recovered_pixel_hashes(
-    coll: Collection, rows: Sequence[Sequence[Any]], slots: np.ndarray
+    coll: DedupSource, rows: Sequence[Sequence[Any]], slots: np.ndarray
 ) -> dict[int, bytes]:
     """Full-resolution pixel hashes, by row position, for the rows without one that could
     have a pixel-identical partner (same size, phash within the candidate radius)."""
@@ -258,7 +256,7 @@ def _exact_edges(keys: Sequence[tuple[bytes | None, str | None]]) -> tuple[np.nd
     return np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
 
 
-def _unit_rows(coll: Collection, slots: np.ndarray) -> np.ndarray:
+def _unit_rows(coll: DedupSource, slots: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(coll.vectors.read(slots, coll.catalog.next_slot), dtype=np.float32)
 
 
@@ -294,10 +292,10 @@ def _similar_edges(
 
 
 def find_duplicates(
-    coll: Collection,
+    coll: DedupSource,
     level: str = "near",
     threshold: float | None = None,
-    against: Collection | None = None,
+    against: DedupSource | None = None,
     hashes: str = "all",
 ) -> list[Group]:
     """Duplicate groups of ``coll`` (see the module docs), largest groups first.
@@ -499,7 +497,7 @@ def _row(vecs: list[np.ndarray], slot_parts: list[np.ndarray], pos: int) -> np.n
 
 
 def _load_items(
-    parts: list[Collection], slot_parts: list[np.ndarray], positions: np.ndarray
+    parts: list[DedupSource], slot_parts: list[np.ndarray], positions: np.ndarray
 ) -> dict[int, Member]:
     out: dict[int, Member] = {}
     n0 = len(slot_parts[0])

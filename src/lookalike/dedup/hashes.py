@@ -25,7 +25,6 @@ import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -33,9 +32,7 @@ from PIL import Image
 from ..errors import ImageRejected
 from ..ingest.decode import DecodeLimits, decode_image
 from ..models.phash import REDUCING_GAP, gray32, phash_from_gray32
-
-if TYPE_CHECKING:
-    from ..collection import Collection
+from .source import DedupSource
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +144,7 @@ def _load(path: Path) -> np.ndarray:
 
 
 def extra_hashes(
-    coll: Collection, slots: np.ndarray, workers: int | None = None
+    coll: DedupSource, slots: np.ndarray, workers: int | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(has, {field: uint64 array})`` aligned with ``slots`` (fields: :data:`FIELDS`),
     computing what is missing."""

@@ -17,11 +17,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ImageRejected
+from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
 from .decode import DecodeLimits, decode_image, pixel_hash
 
@@ -54,6 +55,25 @@ class Result:
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Items in the catalog already passed the megapixel limit they were indexed with.
+_ANY_INDEXED_SIZE = DecodeLimits(max_megapixels=1000.0)
+
+
+def full_pixel_hash(path: str, expect_content_hash: str | None) -> bytes | None:
+    """The full-resolution pixel hash of the file at ``path``, or None when it is gone,
+    changed since indexing (``expect_content_hash`` differs) or cannot be decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if expect_content_hash is not None and content_hash(data) != expect_content_hash:
+        return None
+    try:
+        return pixel_hash(decode_image(data, _ANY_INDEXED_SIZE).image)
+    except LookalikeError:
+        return None
 
 
 def file_content_hash(path: str) -> str:

@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InvalidInput, MissingDependency
-
-if TYPE_CHECKING:
-    from ..collection import Collection
+from .catalog import Catalog
+from .vectors import VectorFile
 
 FORMATS = ("npy", "parquet")
 
 
-def export_collection(coll: Collection, fmt: str, out: Path) -> int:
+def export_collection(
+    catalog: Catalog, vectors_file: VectorFile, binary: bool, fmt: str, out: Path
+) -> int:
     """Write all items; return how many. ``npy``: ``out`` is a folder with ``vectors.npy``
     (row i belongs to line i of ``items.jsonl``). ``parquet``: one file, a ``vector`` column."""
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    items = list(coll.items())
+    items = list(catalog.items())
     slots = np.asarray([i.slot for i in items], dtype=np.int64)
-    vectors = coll.vectors.read(slots, coll.catalog.next_slot)
+    vectors = vectors_file.read(slots, catalog.next_slot)
     rows = [
         {
             "id": i.id,
@@ -59,8 +59,8 @@ def export_collection(coll: Collection, fmt: str, out: Path) -> int:
         raise MissingDependency(
             "parquet export needs pyarrow: pip install 'lookalike[parquet]'"
         ) from None
-    width = vectors.shape[1] if vectors.ndim == 2 else coll.vectors.width
-    value_type = pa.uint8() if coll.binary else pa.float32()
+    width = vectors.shape[1] if vectors.ndim == 2 else vectors_file.width
+    value_type = pa.uint8() if binary else pa.float32()
     flat = pa.array(vectors.reshape(-1), type=value_type)
     table = pa.table(
         {

@@ -25,7 +25,7 @@ from .base import Embedder, Preparer
 if TYPE_CHECKING:
     import onnxruntime
 
-    from ..loader import ModelFiles
+    from ..hub import ModelFiles
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,427 @@
+"""One run of ``Collection.add``: scan the sources, classify each file (new, unchanged,
+changed, renamed, vanished), decode and embed in the worker pipeline, commit in batches
+(vectors first, then the catalog rows), and update the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..models.embedders.base import Embedder
+from ..store.catalog import Catalog, Item, Skipped
+from ..store.indexes import IndexManager
+from ..store.vectors import VectorFile
+from . import pipeline
+from .decode import DecodeLimits
+
+log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    """What the indexer writes to (a ``Collection`` is one)."""
+
+    root: Path
+    catalog: Catalog
+    vectors: VectorFile
+    index: IndexManager
+    embedder: Embedder
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0
+    unchanged: int = 0
+    renamed: int = 0
+    removed: int = 0
+    skipped: int = 0
+    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "renamed": self.renamed,
+            "removed": self.removed,
+            "skipped": self.skipped,
+        }
+
+
+class Indexer:
+    """One run of ``Collection.add``: scan, classify, embed, commit, update the index."""
+
+    def __init__(
+        self,
+        coll: Target,
+        limits: DecodeLimits,
+        workers: int,
+        batch_size: int,
+        progress: Callable[[int, int], None] | None,
+        download_options: Any,
+    ) -> None:
+        self.coll = coll
+        self.cat = coll.catalog
+        self.limits = limits
+        self.workers = workers
+        self.batch_size = max(1, batch_size)
+        self.progress = progress
+        self.download_options = download_options
+        self.report = IndexReport()
+        self.reserved_ids: set[str] = set()
+        self.added_slots: list[int] = []
+        self.removed_slots: list[int] = []
+        self.skipped_now: set[str] = set()
+
+    # ids --------------------------------------------------------------------------------
+
+    def _unique_id(self, wanted: str, source: str, path: str | None) -> str:
+        def taken(candidate: str) -> bool:
+            if candidate in self.reserved_ids:
+                return True
+            other = self.cat.get(candidate)
+            return other is not None and other.path != path
+
+        candidate = wanted
+        if taken(candidate):
+            candidate = f"{Path(source).name}/{wanted}"
+        n = 2
+        base = candidate
+        while taken(candidate):
+            candidate = f"{base}#{n}"
+            n += 1
+        self.reserved_ids.add(candidate)
+        return candidate
+
+    def _skip(
+        self,
+        path: str,
+        source: str,
+        reason: str,
+        detail: str,
+        size: int | None,
+        mtime_ns: int | None,
+    ) -> None:
+        self.cat.record_skip(Skipped(path, source, reason, detail, size, mtime_ns))
+        self.report.skipped += 1
+        self.report.skipped_files.append((path, reason, detail))
+        self.skipped_now.add(path)
+        log.info("skipped %s: %s %s", path, reason, detail)
+
+    # the run ----------------------------------------------------------------------------
+
+    def run(self, sources: Sequence[str | os.PathLike[str]]) -> IndexReport:
+        from .ingest.sources import iter_entries
+
+        gen_before = self.cat.generation
+        keys = {str(Path(s).resolve()) for s in sources}
+        bad_rows: list[tuple[str, str]] = []
+        entries = list(
+            iter_entries(
+                list(sources),
+                exclude=[self.coll.root.resolve()],
+                on_error=lambda where, why: bad_rows.append((where, why)),
+            )
+        )
+        keys |= {e.source for e in entries}
+        with self.cat.transaction():
+            for where, why in bad_rows:
+                self._skip(where, where.rsplit(":", 1)[0], "bad-manifest-row", why, None, None)
+        entries = self._download(entries)
+
+        new: list[tuple[Any, os.stat_result]] = []
+        changed: list[tuple[Any, os.stat_result, Item]] = []
+        seen_ids: set[str] = set()
+        seen_paths: set[str] = set()
+        with self.cat.transaction():
+            for e in entries:
+                path = str(e.path)
+                seen_paths.add(path)
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    self._skip(path, e.source, "unreadable", exc.strerror or str(exc), None, None)
+                    continue
+                item = self.cat.by_path(path)
+                if item is not None:
+                    seen_ids.add(item.id)
+                    self.reserved_ids.add(item.id)
+                    if item.size == st.st_size and item.mtime_ns == st.st_mtime_ns:
+                        self.report.unchanged += 1
+                        self._refresh(item, e)
+                    else:
+                        changed.append((e, st, item))
+                    continue
+                skip = self.cat.get_skip(path)
+                if skip is not None and skip.size == st.st_size and skip.mtime_ns == st.st_mtime_ns:
+                    self.skipped_now.add(path)
+                    self.report.skipped += 1
+                    self.report.skipped_files.append((path, skip.reason, skip.detail))
+                    continue
+                new.append((e, st))
+
+        vanished = [
+            i
+            for key in keys
+            for i in self.cat.items(key)
+            if i.id not in seen_ids and i.path not in seen_paths
+        ]
+        new = self._match_renames(new, vanished)
+        vanished_ids = {i.id for i in vanished if i.id not in self._renamed_from}
+
+        tasks: list[pipeline.Task] = []
+        meta: dict[int, tuple[Any, Item | None]] = {}
+        for e, _st in new:
+            key = len(tasks)
+            tasks.append(pipeline.Task(key, str(e.path)))
+            meta[key] = (e, None)
+        for e, _st, item in changed:
+            key = len(tasks)
+            tasks.append(pipeline.Task(key, str(e.path), expect_hash=item.content_hash))
+            meta[key] = (e, item)
+        self._embed_all(tasks, meta)
+
+        if vanished_ids:
+            with self.cat.transaction():
+                self.removed_slots += self.cat.delete(vanished_ids)
+                self.report.removed += len(vanished_ids)
+                self.cat.bump_generation()
+        with self.cat.transaction():
+            for skip in self.cat.skipped():
+                if (
+                    skip.source in keys
+                    and skip.path not in seen_paths
+                    and skip.path not in self.skipped_now
+                ):
+                    self.cat.clear_skip(skip.path)  # the file is gone from its source
+        if self.cat.generation != gen_before or not self.coll.index.exists():
+            self.coll.index.update(gen_before, self.added_slots, self.removed_slots)
+        return self.report
+
+    _renamed_from: set[str]
+
+    def _refresh(self, item: Item, e: Any) -> None:
+        """Keep label/metadata in step with the source without re-embedding."""
+        label = e.label
+        if item.label != label or item.metadata != e.metadata or item.url != e.url:
+            self.cat.update_location(
+                item.id,
+                new_id=item.id,
+                path=item.path,
+                source=e.source,
+                label=label,
+                metadata=e.metadata,
+                size=item.size,
+                mtime_ns=item.mtime_ns,
+                url=e.url,
+            )
+
+    def _match_renames(
+        self, new: list[tuple[Any, os.stat_result]], vanished: list[Item]
+    ) -> list[tuple[Any, os.stat_result]]:
+        self._renamed_from = set()
+        if not vanished or not new:
+            return new
+        by_size: dict[int, list[Item]] = {}
+        for item in vanished:
+            if item.size is not None:
+                by_size.setdefault(item.size, []).append(item)
+        remaining: list[tuple[Any, os.stat_result]] = []
+        with self.cat.transaction():
+            for e, st in new:
+                candidates = [
+                    i for i in by_size.get(st.st_size, []) if i.id not in self._renamed_from
+                ]
+                if not candidates:
+                    remaining.append((e, st))
+                    continue
+                try:
+                    digest = pipeline.file_content_hash(str(e.path))
+                except OSError:
+                    remaining.append((e, st))
+                    continue
+                match = next((i for i in candidates if i.content_hash == digest), None)
+                if match is None:
+                    remaining.append((e, st))
+                    continue
+                self._renamed_from.add(match.id)
+                self.reserved_ids.discard(match.id)
+                new_id = self._unique_id(e.id or e.relpath, e.source, str(e.path))
+                self.cat.update_location(
+                    match.id,
+                    new_id=new_id,
+                    path=str(e.path),
+                    source=e.source,
+                    label=e.label,
+                    metadata=e.metadata,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    url=e.url,
+                )
+                self.report.renamed += 1
+            if self.report.renamed:
+                self.cat.bump_generation()
+        return remaining
+
+    def _download(self, entries: list[Any]) -> list[Any]:
+        url_entries = [e for e in entries if e.path is None and e.url]
+        if not url_entries:
+            return [e for e in entries if e.path is not None]
+        from .ingest.download import Downloader, DownloadOptions
+
+        opts = self.download_options or DownloadOptions()
+        downloader = Downloader(self.coll.root / "cache" / "urls", opts)
+        by_id: dict[str, Any] = {}
+        for e in url_entries:
+            if e.id is None:
+                e.id = pipeline.content_hash(e.url.encode())[:16]
+            by_id[e.id] = e
+        with self.cat.transaction():
+            for res in downloader.fetch_many((e.id, e.url) for e in url_entries):
+                e = by_id[res.id]
+                if res.path is None:
+                    self._skip(e.url, e.source, "download-failed", res.error or "", None, None)
+                else:
+                    e.path = res.path
+        return [e for e in entries if e.path is not None]
+
+    def _embed_all(
+        self, tasks: list[pipeline.Task], meta: dict[int, tuple[Any, Item | None]]
+    ) -> None:
+        total = len(tasks)
+        if total == 0:
+            if self.progress:
+                self.progress(0, 0)
+            return
+        emb = self.coll.embedder
+        preparer = emb.preparer()
+        emb.load()
+        window = max(4 * self.batch_size, 8 * max(self.workers, 1))
+        pending: list[pipeline.Result] = []
+        done = 0
+        # Hash models only need a thumbnail: JPEGs are decoded at a reduced scale (DCT
+        # scaling), several times faster; their full-resolution pixel hash is computed on
+        # demand by the duplicate finder. Float models always see the fully decoded image.
+        draft = preparer.draft_size() if emb.binary else None
+        for res in pipeline.run(
+            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window, draft=draft
+        ):
+            e, old = meta[res.key]
+            if res.status == "same":
+                assert old is not None
+                with self.cat.transaction():
+                    self.cat.update_stat(old.id, res.size, res.mtime_ns)
+                self.report.unchanged += 1
+            elif res.status == "skipped":
+                with self.cat.transaction():
+                    if old is not None:  # the file changed into something unreadable
+                        self.removed_slots += self.cat.delete([old.id])
+                        self.cat.bump_generation()
+                        self.report.removed += 1
+                    self._skip(
+                        str(e.path), e.source, res.reason, res.detail, res.size, res.mtime_ns
+                    )
+            else:
+                pending.append(res)
+                if len(pending) >= self.batch_size:
+                    self._flush(pending, meta)
+                    pending = []
+            done += 1  # noqa: SIM113 - counts skipped and embedded alike
+            if self.progress:
+                self.progress(done, total)
+        if pending:
+            self._flush(pending, meta)
+
+    def _flush(
+        self, results: list[pipeline.Result], meta: dict[int, tuple[Any, Item | None]]
+    ) -> None:
+        emb = self.coll.embedder
+        vecs = emb.embed(
+            [r.prepared for r in results if r.prepared is not None], batch_size=self.batch_size
+        )
+        first = self.cat.next_slot
+        # Vectors first (fsynced), then the catalog rows that point at them, in one transaction.
+        self.coll.vectors.write(first, vecs)
+        with self.cat.transaction():
+            self.cat.reserve_slots(len(results))
+            for offset, res in enumerate(results):
+                e, old = meta[res.key]
+                path = str(e.path)
+                if old is not None:
+                    self.removed_slots += self.cat.delete([old.id])
+                    item_id = old.id
+                else:
+                    item_id = self._unique_id(e.id or e.relpath, e.source, path)
+                self.cat.insert(
+                    Item(
+                        id=item_id,
+                        slot=first + offset,
+                        source=e.source,
+                        path=path,
+                        url=e.url,
+                        label=e.label,
+                        metadata=e.metadata,
+                        size=res.size,
+                        mtime_ns=res.mtime_ns,
+                        content_hash=res.content_hash,
+                        pixel_hash=res.pixel_hash,
+                        phash=res.phash,
+                        width=res.width,
+                        height=res.height,
+                    )
+                )
+                self.cat.clear_skip(path)
+                self.added_slots.append(first + offset)
+            self.cat.bump_generation()
+        self.report.indexed += len(results)
+
+
+def add_vector_rows(
+    target: Target,
+    ids: Sequence[str],
+    rows: np.ndarray,
+    labels: Sequence[str | None] | None,
+    metadata: Sequence[dict[str, Any]] | None,
+    source: str,
+    batch_size: int,
+    paths: Sequence[str | None] | None,
+) -> int:
+    """Commit precomputed rows as new items (the caller holds the write lock)."""
+    cat = target.catalog
+    clash = next((i for i in ids if cat.id_exists(i)), None)
+    if clash is not None:
+        raise InvalidInput(f"an item with id {clash!r} already exists")
+    gen_before = cat.generation
+    added: list[int] = []
+    now = time.time()
+    for start in range(0, len(ids), batch_size):
+        chunk = slice(start, start + batch_size)
+        first = cat.next_slot
+        target.vectors.write(first, rows[chunk])
+        with cat.transaction():
+            cat.reserve_slots(len(rows[chunk]))
+            for offset, item_id in enumerate(ids[chunk]):
+                i = start + offset
+                cat.insert(
+                    Item(
+                        id=item_id,
+                        slot=first + offset,
+                        source=source,
+                        path=paths[i] if paths is not None else None,
+                        url=None,
+                        label=labels[i] if labels is not None else None,
+                        metadata=dict(metadata[i]) if metadata is not None else {},
+                        added_at=now,
+                    )
+                )
+                added.append(first + offset)
+            cat.bump_generation()
+    target.index.update(gen_before, added=added, removed=[])
+    return len(added)

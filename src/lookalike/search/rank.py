@@ -1,0 +1,62 @@
+"""Rank the stored items against a query vector: the index proposes, the catalog names."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..store.base import VectorStore
+from ..store.catalog import Catalog
+from .hits import Hit
+
+
+def ranked_hits(
+    store: VectorStore,
+    catalog: Catalog,
+    vec: np.ndarray,
+    k: int,
+    *,
+    threshold: float | None = None,
+    label: str | None = None,
+    exclude_slot: int | None = None,
+) -> list[Hit]:
+    """The ``k`` best items for ``vec`` (above ``threshold``, with ``label``), best first.
+
+    Fetches more candidates from the index until ``k`` pass the filters, the index is
+    exhausted, or the scores fall below the threshold.
+    """
+    total = len(store)
+    fetch = k + (1 if exclude_slot is not None else 0)
+    if label is not None:
+        fetch = max(fetch * 4, 64)
+    while True:
+        fetch = min(fetch, total)
+        scores, ids = store.search(vec, fetch)
+        pairs = [
+            (float(s), int(i))
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i >= 0 and i != exclude_slot and (threshold is None or s >= threshold)
+        ]
+        items = catalog.by_slots(i for _, i in pairs)
+        hits: list[Hit] = []
+        for score, slot in pairs:
+            item = items.get(slot)
+            if item is None or (label is not None and item.label != label):
+                continue
+            hits.append(
+                Hit(
+                    len(hits) + 1,
+                    item.id,
+                    score,
+                    item.path,
+                    item.label,
+                    item.url,
+                    item.metadata,
+                )
+            )
+            if len(hits) == k:
+                break
+        # Stop when we have enough, the index is exhausted, or scores fell below threshold.
+        below = threshold is not None and len(scores[0]) and scores[0][-1] < threshold
+        if len(hits) >= k or fetch >= total or below:
+            return hits
+        fetch *= 4
