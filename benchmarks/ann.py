@@ -410,7 +410,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.n, args.queries = 20_000, 200
-    import lookalike.store.indexes as indexes
+    import lookalike.store.planning as indexes
 
     print(f"cores: {os.cpu_count()}, auto exact threshold: {indexes.AUTO_EXACT_MAX:,} items")
     data = mixture(args.n + args.queries, args.dim)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lookalike.store.indexes as indexes
+import lookalike.store.planning as planning
 from lookalike import Collection
 from lookalike.cli.main import main
 from lookalike.errors import InvalidInput
@@ -55,8 +55,8 @@ def api_recall(coll: Collection, n_queries: int = 150, seed: int = 1) -> float:
 
 @pytest.fixture
 def small_minimums(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(indexes.MIN_ITEMS, "ivf-pq", 3_000)
-    monkeypatch.setitem(indexes.MIN_ITEMS, "ivf-sq8", 2_000)
+    monkeypatch.setitem(planning.MIN_ITEMS, "ivf-pq", 3_000)
+    monkeypatch.setitem(planning.MIN_ITEMS, "ivf-sq8", 2_000)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf-sq8", "ivf-pq", "lsh"])
@@ -97,7 +97,7 @@ def test_recall_target_met_at_tens_of_thousands(tmp_path: Path) -> None:
 def test_auto_is_exact_when_small_and_switches_when_it_grows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_minimums: None
 ) -> None:
-    monkeypatch.setattr(indexes, "AUTO_EXACT_MAX", 3_000)
+    monkeypatch.setattr(planning, "AUTO_EXACT_MAX", 3_000)
     coll = make(tmp_path, 2_000)
     assert coll.index.info()["type"] == "flat"
     assert coll.index.info()["recall_at_10"] == 1.0
@@ -151,7 +151,7 @@ def test_recall_is_remeasured_and_a_drop_below_target_rebuilds(
     coll.add_vectors([f"a{i}" for i in range(20)], mixture(20, seed=4))
     assert coll.index.info()["changes_since_measure"] == 20  # too few changes to re-measure
     # a target no index can reach: the next measurement finds recall below it
-    monkeypatch.setattr(indexes, "RECALL_TARGET", 1.01)
+    monkeypatch.setattr(planning, "RECALL_TARGET", 1.01)
     coll.add_vectors([f"b{i}" for i in range(100)], mixture(100, seed=5))
     info = coll.index.info()
     assert info["rebuilds"] == 1
@@ -217,8 +217,8 @@ def test_memory_budget_chooses_compression_and_too_small_is_an_error(
     root = str(tmp_path / "c")
     coll.close()
     n = 4_000
-    budget = indexes.estimate_bytes("ivf-pq", n, DIM) + 1000
-    assert budget < indexes.estimate_bytes("ivf-sq8", n, DIM)
+    budget = planning.estimate_bytes("ivf-pq", n, DIM) + 1000
+    assert budget < planning.estimate_bytes("ivf-sq8", n, DIM)
     code = main(["index", "--index", "auto", "--max-memory", str(budget), "--collection", root])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -256,10 +256,10 @@ def test_bad_index_arguments(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 
 
 def test_parse_size() -> None:
-    assert indexes.parse_size("512MB") == 512 << 20
-    assert indexes.parse_size("1.5g") == int(1.5 * (1 << 30))
-    assert indexes.parse_size("2GiB") == 2 << 30
-    assert indexes.parse_size("1000") == 1000
+    assert planning.parse_size("512MB") == 512 << 20
+    assert planning.parse_size("1.5g") == int(1.5 * (1 << 30))
+    assert planning.parse_size("2GiB") == 2 << 30
+    assert planning.parse_size("1000") == 1000
     for bad in ("", "-1MB", "12XB", "0"):
         with pytest.raises(InvalidInput):
-            indexes.parse_size(bad)
+            planning.parse_size(bad)

@@ -157,7 +157,12 @@ def _check_collection(cli, coll: Path, photos: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "attr", "when", "before"),
     [
-        ("store.vectors.VectorFile", "write", 3, False),  # vectors written, catalog not yet committed
+        (
+            "store.vectors.VectorFile",
+            "write",
+            3,
+            False,
+        ),  # vectors written, catalog not yet committed
         ("store.catalog.Catalog", "insert", 40, False),  # in the middle of a catalog transaction
         ("store.flat.FlatStore", "save", 1, True),  # all committed, index not yet saved
     ],

@@ -70,6 +70,32 @@ def _imports(path: Path) -> set[str]:
     return {m for m in found if _exists(m)}
 
 
+def _from_targets(path: Path) -> list[str]:
+    """The ``from X import`` module names of ``path`` that point into the package."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")
+            base = base[: len(base) - node.level + 1]
+            out.append(".".join(base + ([node.module] if node.module else [])))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lookalike"):
+            out.append(node.module or "")
+    return out
+
+
+def test_every_import_names_a_real_module() -> None:
+    """Lazy imports inside functions too: a moved module must leave none dangling."""
+    dangling = [
+        f"{_module_name(p)}: {target}"
+        for p in PKG.rglob("*.py")
+        for target in _from_targets(p)
+        if not _exists(target)
+    ]
+    assert dangling == []
+
+
 def _exists(module: str) -> bool:
     rel = Path(*module.split("."))
     return (PKG.parent / rel).with_suffix(".py").is_file() or (

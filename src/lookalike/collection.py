@@ -26,8 +26,9 @@ from .errors import (
 )
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
-from .ingest.indexer import Indexer, IndexReport, add_vector_rows
+from .ingest.indexer import Indexer, IndexReport
 from .models.embedders.base import Embedder
+from .models.loader import embedder_from_config, load_embedder
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
 from .search.rank import ranked_hits
@@ -35,22 +36,10 @@ from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager, write_json_atomic
 from .store.layout import MARKER, default_collection_dir
+from .store.rows import commit_rows
 from .store.vectors import VectorFile
 
 __all__ = ["Collection", "Hit", "IndexReport", "default_collection_dir"]
-
-
-def _embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:
-    from .models.loader import load_embedder
-
-    if model.get("kind") == "external":
-        from .models.embedders.external import ExternalEmbedder
-
-        return ExternalEmbedder(model["name"], int(model["dim"]), model["metric"])
-
-    if model.get("model_path"):
-        return load_embedder(model_path=model["model_path"], threads=threads)
-    return load_embedder(model["name"], threads=threads)
 
 
 class Collection:
@@ -95,7 +84,6 @@ class Collection:
         ``model``/``model_path`` choose the model for a new collection; for an existing one
         they must match the model it was built with (else :class:`ModelMismatch`).
         """
-        from .models.loader import load_embedder
 
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
@@ -118,7 +106,7 @@ class Collection:
                         f"({stored['dim']} dims); it cannot be queried or extended with "
                         f"{want['name']!r} ({want['dim']} dims). Use the same model, or a new --collection."
                     )
-            embedder = requested or _embedder_from_config(stored, threads)
+            embedder = requested or embedder_from_config(stored, threads)
             return cls(root, config, embedder, readonly)
         if root.exists() and not root.is_dir():
             raise NotACollection(f"{root} is a file, not a lookalike collection")
@@ -268,7 +256,18 @@ class Collection:
             norms[norms == 0] = 1.0
             rows = np.ascontiguousarray(rows / norms, dtype=np.float32)
         with self._write_lock():
-            return add_vector_rows(self, ids, rows, labels, metadata, source, batch_size, paths)
+            return commit_rows(
+                self.catalog,
+                self.vectors,
+                self.index,
+                ids,
+                rows,
+                labels,
+                metadata,
+                source,
+                batch_size,
+                paths,
+            )
 
     def remove(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))

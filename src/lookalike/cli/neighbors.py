@@ -11,7 +11,7 @@ from ..neighbors import neighbors_of, write_neighbors_table
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from .cli.argtypes import positive_int
+    from .argtypes import positive_int
 
     p = sub.add_parser(
         "neighbors",
@@ -38,7 +38,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     coll = Collection.open(args.collection, create=False)
     try:
         if args.all:
-            from .cli.progress import Progress
+            from .progress import Progress
 
             progress = Progress() if sys.stderr.isatty() else None
             try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
-from ..store.indexes import write_json_atomic
+from ..store.planning import write_json_atomic
 from .finder import Group, Member
 
 log = logging.getLogger(__name__)

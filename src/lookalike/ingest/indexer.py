@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from ..errors import InvalidInput
 from ..models.embedders.base import Embedder
 from ..store.catalog import Catalog, Item, Skipped
 from ..store.indexes import IndexManager
@@ -118,7 +114,7 @@ class Indexer:
     # the run ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[str | os.PathLike[str]]) -> IndexReport:
-        from .ingest.sources import iter_entries
+        from .sources import iter_entries
 
         gen_before = self.cat.generation
         keys = {str(Path(s).resolve()) for s in sources}
@@ -274,7 +270,7 @@ class Indexer:
         url_entries = [e for e in entries if e.path is None and e.url]
         if not url_entries:
             return [e for e in entries if e.path is not None]
-        from .ingest.download import Downloader, DownloadOptions
+        from .download import Downloader, DownloadOptions
 
         opts = self.download_options or DownloadOptions()
         downloader = Downloader(self.coll.root / "cache" / "urls", opts)
@@ -381,47 +377,3 @@ class Indexer:
                 self.added_slots.append(first + offset)
             self.cat.bump_generation()
         self.report.indexed += len(results)
-
-
-def add_vector_rows(
-    target: Target,
-    ids: Sequence[str],
-    rows: np.ndarray,
-    labels: Sequence[str | None] | None,
-    metadata: Sequence[dict[str, Any]] | None,
-    source: str,
-    batch_size: int,
-    paths: Sequence[str | None] | None,
-) -> int:
-    """Commit precomputed rows as new items (the caller holds the write lock)."""
-    cat = target.catalog
-    clash = next((i for i in ids if cat.id_exists(i)), None)
-    if clash is not None:
-        raise InvalidInput(f"an item with id {clash!r} already exists")
-    gen_before = cat.generation
-    added: list[int] = []
-    now = time.time()
-    for start in range(0, len(ids), batch_size):
-        chunk = slice(start, start + batch_size)
-        first = cat.next_slot
-        target.vectors.write(first, rows[chunk])
-        with cat.transaction():
-            cat.reserve_slots(len(rows[chunk]))
-            for offset, item_id in enumerate(ids[chunk]):
-                i = start + offset
-                cat.insert(
-                    Item(
-                        id=item_id,
-                        slot=first + offset,
-                        source=source,
-                        path=paths[i] if paths is not None else None,
-                        url=None,
-                        label=labels[i] if labels is not None else None,
-                        metadata=dict(metadata[i]) if metadata is not None else {},
-                        added_at=now,
-                    )
-                )
-                added.append(first + offset)
-            cat.bump_generation()
-    target.index.update(gen_before, added=added, removed=[])
-    return len(added)

@@ -17,7 +17,7 @@ import logging
 import os
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from .embedders.base import Embedder
@@ -81,3 +81,15 @@ def load_embedder(
             " --model-path)"
         )
     return embedder_for_spec(get_model_spec(name), threads=threads)
+
+
+def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:
+    """The embedder a collection's stored model identity names."""
+    if model.get("kind") == "external":
+        from .embedders.external import ExternalEmbedder
+
+        return ExternalEmbedder(model["name"], int(model["dim"]), model["metric"])
+
+    if model.get("model_path"):
+        return load_embedder(model_path=model["model_path"], threads=threads)
+    return load_embedder(model["name"], threads=threads)

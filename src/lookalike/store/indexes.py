@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -30,178 +29,26 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInput
+from . import planning
 from .base import VectorStore
 from .catalog import Catalog
 from .flat import FlatStore
-from .vectors import VectorFile
+from .planning import (
+    ADD_CHUNK,
+    ANN_TYPES,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    INDEX_TYPES,
+    MIN_ITEMS,
+    RECALL_TARGET,
+    SAMPLE_SIZE,
+    NoIndexFits,
+    plan_index,
+    write_json_atomic,
+)
+from .vectors import RowReader, VectorFile
 
 log = logging.getLogger(__name__)
-
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh")
-ANN_TYPES = ("hnsw", "ivf-sq8", "ivf-pq", "lsh")
-# `auto` is exact up to this many items (a module attribute so tests can lower it).
-AUTO_EXACT_MAX = 50_000
-RECALL_TARGET = 0.95
-# the fewest items each ANN type is built for; below it the request falls back to flat
-MIN_ITEMS = {"hnsw": 1_000, "lsh": 1_000, "ivf-sq8": 5_000, "ivf-pq": 20_000}
-# what `auto` uses past AUTO_EXACT_MAX, in order of preference, while it fits the budget
-AUTO_ORDER = ("ivf-sq8", "ivf-pq")
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 80
-SAMPLE_SIZE = 500  # held-out queries for tuning at build time
-DRIFT_SAMPLE_SIZE = 300  # held-out queries when re-measuring after changes
-MEASURE_EVERY = 0.01  # re-measure recall after changes touching this share of the items...
-MEASURE_MIN_CHANGES = 100  # ...and at least this many
-TOMBSTONE_LIMIT = 0.10  # rebuild an HNSW graph when this share of its nodes are removed
-ADD_CHUNK = 100_000
-
-
-class NoIndexFits(InvalidInput):
-    """``--max-memory`` is too small for any index of the collection."""
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``"512MB"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` -> bytes (powers of 1024)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise InvalidInput(f"{text!r} is not a size (examples: 512MB, 2GB, 1000000)")
-    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
-    value = int(float(m.group(1)) * scale)
-    if value <= 0:
-        raise InvalidInput(f"{text!r} must be more than zero bytes")
-    return value
-
-
-def format_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
-def estimate_bytes(kind: str, n: int, dim: int, binary: bool = False) -> int:
-    """Memory an index of ``n`` vectors needs (the vectors file is memory-mapped apart)."""
-    from .ann import default_nlist, pq_subquantizers
-
-    if kind == "flat":
-        return n * ((dim // 8 if binary else 4 * dim) + 16)
-    if kind == "hnsw":  # SQ8 codes + level-0 links (2M) + upper levels + id map
-        return int(n * (dim + 2 * HNSW_M * 4 * 1.1 + 16))
-    centroids = default_nlist(n) * dim * 4
-    if kind == "ivf-sq8":
-        return n * (dim + 8) + centroids
-    if kind == "ivf-pq":
-        return n * (pq_subquantizers(dim) + 8) + centroids + 256 * dim * 4
-    if kind == "lsh":
-        return n * (2 * dim // 8 + 16) + dim * dim * 4
-    raise ValueError(kind)
-
-
-def plan_index(
-    requested: str,
-    n: int,
-    dim: int,
-    binary: bool,
-    max_memory: int | None,
-    current: str | None = None,
-) -> tuple[str, str | None]:
-    """The index type for ``n`` vectors, and a note when it differs from the request.
-
-    Raises :class:`NoIndexFits` when no index fits ``max_memory``.
-    """
-    if requested not in INDEX_TYPES:
-        raise InvalidInput(
-            f"unknown index type {requested!r}; choose from {', '.join(INDEX_TYPES)}"
-        )
-
-    def fits(kind: str) -> bool:
-        return max_memory is None or estimate_bytes(kind, n, dim, binary) <= max_memory
-
-    def too_small() -> NoIndexFits:
-        kinds = ["flat"] if binary else ["flat", "ivf-pq"]
-        need = min(estimate_bytes(k, n, dim, binary) for k in kinds)
-        return NoIndexFits(
-            f"--max-memory {format_size(max_memory or 0)} is too small for any index of {n} "
-            f"vectors: the smallest needs about {format_size(need)}"
-        )
-
-    if binary:
-        if not fits("flat"):
-            raise too_small()
-        if requested not in ("auto", "flat"):
-            return "flat", (
-                f"{requested} applies to float vectors; this binary (hamming) collection "
-                "uses exact flat search"
-            )
-        return "flat", None
-    if requested == "auto":
-        # hysteresis: an ANN index built past the threshold is kept down to half of it
-        exact_max = AUTO_EXACT_MAX // 2 if current in ANN_TYPES else AUTO_EXACT_MAX
-        if n <= exact_max and fits("flat"):
-            return "flat", None
-        # IVF-SQ8 measured faster than HNSW at recall@10 0.95 on clustered embeddings, builds
-        # several times faster and is smaller (docs/ann.md); PQ when the budget needs it.
-        for kind in AUTO_ORDER:
-            if n >= MIN_ITEMS[kind] and fits(kind):
-                note = None
-                if kind != AUTO_ORDER[0]:
-                    first = AUTO_ORDER[0]
-                    need = format_size(estimate_bytes(first, n, dim))
-                    note = f"{first} would need about {need}, over --max-memory; using {kind}"
-                return kind, note
-        if fits("flat"):
-            return "flat", None
-        raise too_small()
-    # hysteresis: an index of the requested type is kept down to half its minimum size
-    floor = MIN_ITEMS.get(requested, 0) // (2 if current == requested else 1)
-    if requested != "flat" and n < floor:
-        return "flat", (
-            f"{requested} needs at least {MIN_ITEMS[requested]} items to train "
-            f"(the collection has {n}); using exact flat search"
-        )
-    if fits(requested):
-        return requested, None
-    for kind in ("flat", "hnsw", "ivf-sq8", "ivf-pq"):
-        if (kind == "flat" or n >= MIN_ITEMS[kind]) and fits(kind):
-            need = format_size(estimate_bytes(requested, n, dim))
-            return kind, f"{requested} would need about {need}, over --max-memory; using {kind}"
-    raise too_small()
-
-
-class _Rows:
-    """Float rows by slot from the memory-mapped vectors file (re-mapped when it grows)."""
-
-    def __init__(self, vectors: VectorFile, catalog: Catalog) -> None:
-        self.vectors = vectors
-        self.catalog = catalog
-        self._map: np.ndarray | None = None
-
-    def __call__(self, slots: np.ndarray) -> np.ndarray:
-        slots = np.asarray(slots, dtype=np.int64)
-        if self._map is None or (slots.size and int(slots.max()) >= self._map.shape[0]):
-            self._map = self.vectors.matrix(self.catalog.next_slot)
-            if slots.size and int(slots.max()) >= self._map.shape[0]:
-                raise IndexError(
-                    "vector slot out of range: the vectors file is shorter than the catalog"
-                )
-        return np.asarray(self._map[slots], dtype=np.float32)
 
 
 class IndexManager:
@@ -224,7 +71,7 @@ class IndexManager:
         self._lock = lock
         self._store: VectorStore | None = None
         self._store_generation = -1
-        self._rows = _Rows(vectors, catalog)
+        self._rows = RowReader(vectors, catalog)
         self.rebuilt = False
 
     # -- files -----------------------------------------------------------------------------
@@ -319,8 +166,8 @@ class IndexManager:
             part = slots[start : start + ADD_CHUNK]
             store.add(part, self._rows(part))
         sample = Sample.draw(self._rows, slots, SAMPLE_SIZE)
-        _value, got = tune(store, sample, RECALL_TARGET)
-        if got < RECALL_TARGET:
+        _value, got = tune(store, sample, planning.RECALL_TARGET)
+        if got < planning.RECALL_TARGET:
             log.warning(
                 "%s index reaches recall@10 %.3f at best, below the %.2f target",
                 kind,
@@ -531,39 +378,18 @@ class IndexManager:
         self, store: Any, meta: dict[str, Any], changes: int, added: list[int]
     ) -> str | None:
         """Re-measure recall once enough changed; raise the knob, or say why to rebuild."""
-        from .tuning import Sample, latency_ms, tune
+        from .tuning import recheck_recall
 
-        if store.tombstones > TOMBSTONE_LIMIT * max(1, int(store.index.ntotal)):
-            return f"{store.tombstones} removed items ({TOMBSTONE_LIMIT:.0%} limit)"
-        changes += int(meta.get("changes_since_measure", 0))
-        meta["changes_since_measure"] = changes
-        if changes < max(MEASURE_MIN_CHANGES, MEASURE_EVERY * len(store)):
-            return None
-        live = self._live_slots()
-        sample = Sample.draw(
+        return recheck_recall(
+            store,
+            meta,
+            changes,
+            added,
             self._rows,
-            live,
-            DRIFT_SAMPLE_SIZE,
+            self._live_slots,
             seed=int(self.catalog.generation),
-            prefer=np.intersect1d(np.asarray(added, dtype=np.int64), live),
+            target=planning.RECALL_TARGET,
         )
-        got = sample.measure(store)
-        knob = store.knob
-        if got < RECALL_TARGET:
-            value, got = tune(store, sample, RECALL_TARGET, at_least=int(store.params[knob]))
-            if got < RECALL_TARGET:
-                return f"measured recall@10 {got:.3f} < {RECALL_TARGET} at {knob}={value}"
-            log.info("recall drifted; %s raised to %s (recall@10 %.3f)", knob, value, got)
-            meta["latency_ms"] = latency_ms(store, sample.vectors)
-        meta.update(
-            {
-                "recall_at_10": round(got, 4),
-                "recall_queries": len(sample.slots),
-                "changes_since_measure": 0,
-                "measured_at": time.time(),
-            }
-        )
-        return None
 
     def info(self) -> dict[str, Any]:
         meta = self._index_meta() or {}
@@ -584,7 +410,7 @@ class IndexManager:
             "warning": meta.get("warning"),
             "params": meta.get("params", {}),
             "recall_at_10": meta.get("recall_at_10"),
-            "recall_target": meta.get("recall_target", RECALL_TARGET),
+            "recall_target": meta.get("recall_target", planning.RECALL_TARGET),
             "recall_queries": meta.get("recall_queries"),
             "latency_ms": meta.get("latency_ms"),
             "build_seconds": meta.get("build_seconds"),

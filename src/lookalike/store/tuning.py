@@ -8,6 +8,7 @@ that the index returns in its top-k.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,14 @@ from typing import Any
 import numpy as np
 
 from .ann import AnnStore
+from .planning import (
+    DRIFT_SAMPLE_SIZE,
+    MEASURE_EVERY,
+    MEASURE_MIN_CHANGES,
+    TOMBSTONE_LIMIT,
+)
+
+log = logging.getLogger(__name__)
 
 RECALL_K = 10
 
@@ -138,3 +147,50 @@ def latency_ms(store: Any, queries: np.ndarray, k: int = RECALL_K, n: int = 200)
         "p99": round(float(np.percentile(arr, 99)), 4),
         "queries": len(times),
     }
+
+
+def recheck_recall(
+    store: Any,
+    meta: dict[str, Any],
+    changes: int,
+    added: list[int],
+    rows: Callable[[np.ndarray], np.ndarray],
+    live_slots: Callable[[], np.ndarray],
+    *,
+    seed: int,
+    target: float,
+) -> str | None:
+    """After incremental changes: once enough changed, measure recall@10 again on a fresh
+    sample (favouring the added items) and raise the search knob when it drifted below
+    ``target``. Returns why the index must be rebuilt instead, or None. Updates ``meta``."""
+    if store.tombstones > TOMBSTONE_LIMIT * max(1, int(store.index.ntotal)):
+        return f"{store.tombstones} removed items ({TOMBSTONE_LIMIT:.0%} limit)"
+    changes += int(meta.get("changes_since_measure", 0))
+    meta["changes_since_measure"] = changes
+    if changes < max(MEASURE_MIN_CHANGES, MEASURE_EVERY * len(store)):
+        return None
+    live = live_slots()
+    sample = Sample.draw(
+        rows,
+        live,
+        DRIFT_SAMPLE_SIZE,
+        seed=seed,
+        prefer=np.intersect1d(np.asarray(added, dtype=np.int64), live),
+    )
+    got = sample.measure(store)
+    knob = store.knob
+    if got < target:
+        value, got = tune(store, sample, target, at_least=int(store.params[knob]))
+        if got < target:
+            return f"measured recall@10 {got:.3f} < {target} at {knob}={value}"
+        log.info("recall drifted; %s raised to %s (recall@10 %.3f)", knob, value, got)
+        meta["latency_ms"] = latency_ms(store, sample.vectors)
+    meta.update(
+        {
+            "recall_at_10": round(got, 4),
+            "recall_queries": len(sample.slots),
+            "changes_since_measure": 0,
+            "measured_at": time.time(),
+        }
+    )
+    return None

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .catalog import Catalog
+
 _FEW = 8  # reads of up to this many rows use pread instead of a memory map
 
 
@@ -88,3 +90,22 @@ class VectorFile:
 
     def size_bytes(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
+
+
+class RowReader:
+    """Float rows by slot from the memory-mapped vectors file (re-mapped when it grows)."""
+
+    def __init__(self, vectors: VectorFile, catalog: Catalog) -> None:
+        self.vectors = vectors
+        self.catalog = catalog
+        self._map: np.ndarray | None = None
+
+    def __call__(self, slots: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots, dtype=np.int64)
+        if self._map is None or (slots.size and int(slots.max()) >= self._map.shape[0]):
+            self._map = self.vectors.matrix(self.catalog.next_slot)
+            if slots.size and int(slots.max()) >= self._map.shape[0]:
+                raise IndexError(
+                    "vector slot out of range: the vectors file is shorter than the catalog"
+                )
+        return np.asarray(self._map[slots], dtype=np.float32)

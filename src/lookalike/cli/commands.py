@@ -1,0 +1,211 @@
+"""Handlers of the collection commands: index, search, info, remove, export, models. Each takes the parsed arguments and returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import InvalidInput, LookalikeError
+
+
+def _open(
+    args: argparse.Namespace,
+    *,
+    create: bool = False,
+    model: str | None = None,
+    model_path: str | None = None,
+) -> Any:
+    from ..collection import Collection
+
+    return Collection.open(args.collection, model, model_path=model_path, create=create)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ..ingest.decode import DecodeLimits
+    from ..ingest.download import DownloadOptions
+    from .progress import Progress
+
+    if not args.sources and args.index_type is None and args.max_memory is None:
+        raise InvalidInput("give a SOURCE to index, or --index / --max-memory to change the index")
+    if not args.sources:
+        coll = _open(args)
+        try:
+            coll.index.configure(args.index_type, args.max_memory)
+            idx = coll.index.ensure()
+        finally:
+            coll.close()
+        if args.json:
+            print(json.dumps({"index": idx}))
+        else:
+            print(_index_line(idx))
+            _print_index_notes(idx)
+        return 0
+    coll = _open(args, create=True, model=args.model, model_path=args.model_path)
+    if args.index_type is not None or args.max_memory is not None:
+        try:
+            coll.index.configure(args.index_type, args.max_memory)
+        except LookalikeError:
+            coll.close()
+            raise
+    limits = DecodeLimits(
+        max_megapixels=args.max_megapixels, min_side=args.min_side, max_aspect=args.max_aspect
+    )
+    show = not args.no_progress and sys.stderr.isatty()
+    progress = Progress() if show else None
+    try:
+        report = coll.add(
+            args.sources,
+            limits=limits,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            progress=progress,
+            download_options=DownloadOptions(
+                workers=args.download_workers, timeout=args.download_timeout
+            ),
+        )
+        idx = coll.index.ensure() if len(coll) else coll.index.info()
+    finally:
+        if progress:
+            progress.close()
+        coll.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        d = report.to_dict()
+        print(
+            f"indexed {d['indexed']}, unchanged {d['unchanged']}, renamed {d['renamed']}, "
+            f"removed {d['removed']}, skipped {d['skipped']}"
+        )
+        for path, reason, detail in report.skipped_files[:10]:
+            print(f"  skipped {path}: {reason}{' (' + detail + ')' if detail else ''}")
+        if len(report.skipped_files) > 10:
+            print(f"  ... and {len(report.skipped_files) - 10} more (`lookalike info` lists them)")
+    _print_index_notes(idx)
+    return 0
+
+
+def _index_line(idx: dict[str, Any]) -> str:
+    from ..store.planning import format_size
+
+    line = f"index:      {idx['type']}"
+    if idx.get("requested") and idx["requested"] != idx["type"]:
+        line += f" (requested {idx['requested']})"
+    line += f", {idx['count']} vectors, {format_size(idx['bytes'])}"
+    if not idx["current"]:
+        line += " (stale: rebuilt on next search)"
+    params = idx.get("params") or {}
+    if params:
+        line += "\n            params " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    lat = idx.get("latency_ms") or {}
+    if idx.get("recall_at_10") is not None:
+        line += f"\n            recall@10 {idx['recall_at_10']:.3f} (target {idx['recall_target']})"
+        if lat.get("p50") is not None:
+            line += f", p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
+        if idx.get("memory_bytes") is not None:
+            line += f", memory {format_size(idx['memory_bytes'])}"
+    if idx.get("rebuilt_from_vectors"):
+        line += (
+            f"\n            rebuilt from stored vectors ({idx.get('rebuild_reason') or 'stale'})"
+        )
+    if idx.get("tombstones"):
+        line += f"\n            {idx['tombstones']} removed items awaiting the next rebuild"
+    return line
+
+
+def _print_index_notes(idx: dict[str, Any]) -> None:
+    for key in ("note", "warning"):
+        if idx.get(key):
+            print(f"lookalike: {key}: {idx[key]}", file=sys.stderr)
+    return None
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    coll = _open(args, model=args.model)
+    try:
+        for query in args.queries:
+            hits = coll.search(
+                query,
+                k=args.k,
+                threshold=args.threshold,
+                label=args.label,
+                allow_urls=args.allow_urls,
+            )
+            if args.json:
+                results = [
+                    {
+                        "rank": h.rank,
+                        "id": h.id,
+                        "path": h.path,
+                        "score": round(h.score, 6),
+                        "label": h.label,
+                    }
+                    for h in hits
+                ]
+                print(
+                    json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True
+                )
+            else:
+                print(f"{query}:")
+                if not hits:
+                    print("  (no results)")
+                for h in hits:
+                    print(f"  {h.rank:>3}  {h.score:.4f}  {h.label or '-':<12}  {h.id}")
+    finally:
+        coll.close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        info = coll.info()
+    finally:
+        coll.close()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    idx = info["index"]
+    print(f"collection: {info['collection']}")
+    print(f"items:      {info['items']}")
+    print(f"model:      {info['model']} ({info['dim']} dims, {info['metric']})")
+    print(_index_line(idx))
+    for key in ("note", "warning"):
+        if idx.get(key):
+            print(f"            {key}: {idx[key]}")
+    print(f"vectors:    {info['vectors']['bytes']} bytes ({info['vectors']['dtype']})")
+    print(f"skipped:    {len(info['skipped'])}")
+    for s in info["skipped"]:
+        print(f"  {s['path']}: {s['reason']}{' (' + s['detail'] + ')' if s['detail'] else ''}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        n = coll.remove(args.ids)
+    finally:
+        coll.close()
+    print(f"removed {n}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    coll = _open(args)
+    try:
+        n = coll.export(args.format, args.out)
+    finally:
+        coll.close()
+    print(f"exported {n} items to {args.out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models.registry import DEFAULT_MODEL, MODELS
+
+    for spec in MODELS.values():
+        default = " (default)" if spec.name == DEFAULT_MODEL else ""
+        source = spec.repo or "built in, no weights"
+        print(f"{spec.name:<14} {spec.dim:>5} dims  {spec.metric:<7}  {source}{default}")
+    return 0
