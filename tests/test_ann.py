@@ -10,7 +10,7 @@ import pytest
 
 import lookalike.store.planning as planning
 from lookalike import Collection
-from lookalike.cli.main import main
+from lookalike.cli.entry import main
 from lookalike.errors import InvalidInput
 from lookalike.store.tuning import drop_self, exact_knn, recall
 

@@ -11,7 +11,7 @@ import imagegen
 import pytest
 
 from lookalike import Collection
-from lookalike.cli.main import main
+from lookalike.cli.entry import main
 from lookalike.dedup.evaluate import Truth, evaluate, read_ground_truth
 from lookalike.dedup.testset import EDITS, make_duplicate_set
 from lookalike.errors import InvalidInput

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from lookalike import Collection
-from lookalike.cli.main import main
+from lookalike.cli.entry import main
 from lookalike.dedup import actions as dedup_actions
 
 

@@ -134,7 +134,7 @@ _KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     target.{attr} = patched
-    from lookalike.cli.main import main
+    from lookalike.cli.entry import main
     sys.exit(main(sys.argv[1:]))
     """
 )
@@ -217,7 +217,7 @@ def test_kill_9_at_a_random_moment(cli, tmp_path: Path) -> None:
         "--workers",
         "2",
     ]
-    script = "import sys; from lookalike.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    script = "import sys; from lookalike.cli.entry import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

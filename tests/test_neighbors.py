@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lookalike import Collection
-from lookalike.cli.main import main
+from lookalike.cli.entry import main
 from lookalike.neighbors import write_neighbors_table
 
 pq = pytest.importorskip("pyarrow.parquet")

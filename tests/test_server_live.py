@@ -21,7 +21,7 @@ import httpx  # noqa: E402
 import imagegen  # noqa: E402
 from server_util import GALLERY, live_server, make_collection  # noqa: E402
 
-from lookalike.cli.main import main  # noqa: E402
+from lookalike.cli.entry import main  # noqa: E402
 from lookalike.collection import Collection  # noqa: E402
 from lookalike.server import ServerSettings, create_app  # noqa: E402
 
@@ -258,7 +258,7 @@ def test_serve_rejects_bad_ports(port: str, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_import_stays_light() -> None:
-    code = "import sys, lookalike.cli.main as c; c.build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic') if m in sys.modules))"
+    code = "import sys, lookalike.cli.entry as c; c.build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -1,3 +1,3 @@
-from .cli.main import _entry
+from .cli.entry import _entry
 
 _entry()

@@ -3,6 +3,6 @@
 ``main`` parses and dispatches; each command group lives in its own module here.
 """
 
-from .main import _entry, build_parser, main
+from .entry import _entry, build_parser, main
 
 __all__ = ["_entry", "build_parser", "main"]

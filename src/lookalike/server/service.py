@@ -14,35 +14,39 @@ in between leaves at most an unreferenced file in ``uploads/``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import logging
 import os
-import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from .locking import RWLock
+from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
 from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
+from .uploads import (
+    THUMBS,
+    UPLOADS,
+    Upload,
+    cache_thumbnail,
+    digest,
+    item_links,
+    public_item,
+    render_thumbnail,
+    thumbnail_cache_path,
+    write_durably,
+)
 
 if TYPE_CHECKING:
     from ..collection import Collection
-    from ..store.catalog import Item
 
-log = logging.getLogger(__name__)
-
-UPLOADS = "uploads"
 # Label-filtered searches score the label's vectors directly up to this many items.
 LABEL_SCAN_MAX = 250_000
-THUMBS = Path("cache") / "thumbs"
 
 
 class Conflict(InvalidInput):
@@ -80,83 +84,6 @@ class ServerSettings:
             raise InvalidInput("the upload size limit must be positive")
         if self.max_files < 1 or self.max_k < 1 or self.thumbnail_px < 16:
             raise InvalidInput("max_files and max_k must be positive, thumbnail_px >= 16")
-
-
-class WouldBlock(Exception):
-    """A non-blocking read found a writer active or waiting."""
-
-
-class RWLock:
-    """Many readers or one writer; a waiting writer blocks new readers (no starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._waiting = 0
-
-    @contextlib.contextmanager
-    def read(self, blocking: bool = True) -> Iterator[None]:
-        """Hold the lock for reading; with ``blocking=False`` raise :class:`WouldBlock` at
-        once instead of waiting for a writer."""
-        with self._cond:
-            while self._writer or self._waiting:
-                if not blocking:
-                    raise WouldBlock
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            try:
-                while self._writer or self._readers:
-                    self._cond.wait()
-            finally:
-                self._waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-@dataclass
-class Upload:
-    """One image to add: its bytes, and optionally an id, a label and metadata."""
-
-    data: bytes
-    id: str | None = None
-    label: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def item_links(item_id: str) -> dict[str, str]:
-    q = quote(item_id, safe="")
-    return {"image_url": f"/items/{q}/image", "thumbnail_url": f"/items/{q}/thumbnail"}
-
-
-def public_item(item: Item) -> dict[str, Any]:
-    """An item as the API shows it: no server file paths."""
-    return {
-        "id": item.id,
-        "label": item.label,
-        "metadata": item.metadata,
-        "url": item.url,
-        "width": item.width,
-        "height": item.height,
-        **item_links(item.id),
-    }
 
 
 class Service:
@@ -379,7 +306,7 @@ class Service:
             except ImageRejected as exc:
                 raise ImageRejected(exc.reason, f"file {n}: {exc.detail or exc.reason}") from None
             formats.append(fmt)
-            item_id = up.id if up.id is not None else "upload-" + _digest(up.data)[:16]
+            item_id = up.id if up.id is not None else "upload-" + digest(up.data)[:16]
             if not item_id.strip() or len(item_id) > 512 or "\x00" in item_id:
                 raise InvalidInput(f"file {n}: ids must be 1-512 characters without NUL")
             ids.append(item_id)
@@ -391,7 +318,7 @@ class Service:
         ]  # fresh names: never overwrite a stored image
         try:
             for path, up in zip(paths, uploads, strict=True):
-                _write_durably(path, up.data)
+                write_durably(path, up.data)
             with self.lock.write():
                 clash = next((i for i in ids if self.coll.catalog.id_exists(i)), None)
                 if clash is not None:
@@ -460,9 +387,7 @@ class Service:
         """A small JPEG (or WebP) of the item, cached on disk under ``cache/thumbs``."""
         path, st = self._image_file(item_id)
         px = self.settings.thumbnail_px
-        ext = "webp" if webp else "jpg"
-        key = f"{item_id}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{px}"
-        cached = self.thumbs / f"{_digest(key.encode('utf-8', 'surrogatepass'))[:32]}.{ext}"
+        cached = thumbnail_cache_path(self.thumbs, item_id, path, st, px, webp)
         media = "image/webp" if webp else "image/jpeg"
         with contextlib.suppress(OSError):
             return cached.read_bytes(), media
@@ -471,21 +396,8 @@ class Service:
             decoded = decode_image(data, self.limits, draft=(px, px))
         except (OSError, ImageRejected):
             raise NoImage(f"the image of item {item_id!r} cannot be decoded") from None
-        im = decoded.image
-        im.thumbnail((px, px))
-        buf = io.BytesIO()
-        if webp:
-            im.save(buf, format="WEBP", quality=80)
-        else:
-            im.save(buf, format="JPEG", quality=82, optimize=True)
-        out = buf.getvalue()
-        try:
-            self.thumbs.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(out)
-            os.replace(tmp, cached)
-        except OSError as exc:  # a read-only folder only costs the cache
-            log.debug("cannot cache thumbnail %s: %s", cached, exc)
+        out = render_thumbnail(decoded.image, px, webp)
+        cache_thumbnail(self.thumbs, cached, out)
         return out, media
 
 
@@ -498,16 +410,3 @@ def _single_threaded_faiss() -> None:
     except ImportError:  # pragma: no cover - faiss is a core dependency
         return
     faiss.omp_set_num_threads(1)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

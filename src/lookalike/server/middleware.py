@@ -1,0 +1,189 @@
+"""HTTP plumbing around the routes: JSON error handlers (every error is ``{"error": "one
+line"}``, never a traceback), the request body limit, and per-route metrics."""
+
+import json
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import (
+    DownloadError,
+    ImageRejected,
+    InvalidInput,
+    ItemNotFound,
+    LookalikeError,
+)
+from .metrics import Metrics
+from .service import Conflict
+
+__all__ = ["BodyLimit", "Observe", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _status_for(exc: LookalikeError) -> int:
+    if isinstance(exc, ImageRejected):
+        return {"too-large": 413, "not-an-image": 415}.get(exc.reason, 400)
+    if isinstance(exc, ItemNotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, InvalidInput | DownloadError):
+        return 400
+    return 400
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def lookalike_error(_req: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LookalikeError)
+        return _error(_status_for(exc), _one_line(str(exc)))
+
+    async def http_error(_req: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return _error(exc.status_code, _one_line(detail), dict(exc.headers or {}))
+
+    async def validation_error(_req: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError | ValidationError)
+        parts = []
+        for err in exc.errors()[:3]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return _error(422, _one_line("invalid request: " + "; ".join(parts)))
+
+    async def unexpected(_req: Request, exc: Exception) -> Response:
+        log.error("unexpected server error", exc_info=exc)
+        return _error(500, "internal server error")
+
+    app.add_exception_handler(LookalikeError, lookalike_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# -- middleware ------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_json(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with a 413, whether or not they declare a
+    Content-Length, before the body is buffered or parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body over the {self.limit // 2**20} MB limit"
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_json(send, 400, "invalid Content-Length")
+                    return
+                if declared > self.limit:
+                    await _send_json(send, 413, message)
+                    return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    raise _TooLarge
+            return msg
+
+        async def guarded_send(msg: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the app made of the aborted body, the answer is 413
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _send_json(send, 413, message)
+
+
+class Observe:
+    """Counts requests and their latency per route template, and adds safety headers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def wrapped_send(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+                headers = list(msg.get("headers", []))
+                if not any(k == b"x-content-type-options" for k, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, wrapped_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(
+                scope.get("method", "?"), template, status, time.perf_counter() - start
+            )

@@ -1,0 +1,157 @@
+"""Searching: ``/embed`` (images to vectors), ``/search`` (by upload, id, URL or vector) and
+``/items/{id}/similar``."""
+
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...errors import ImageRejected, InvalidInput
+from .common import Wiring, read_files, read_now
+
+
+class SearchRequest(BaseModel):
+    """A JSON search: exactly one of ``id``, ``url`` or ``vector``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, description="search by a stored item (excluded from the results)")
+    url: str | None = Field(None, description="an image URL (only when URL fetching is on)")
+    vector: list[float] | str | None = Field(
+        None, description="floats for cosine models; packed bits as hex for hash models"
+    )
+    k: int = Field(10, ge=1, description="number of results")
+    threshold: float | None = Field(None, ge=-1, le=1, description="minimum score")
+    label: str | None = Field(None, description="only items with this label")
+
+
+def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
+    """``POST /embed``, ``POST /search`` and ``GET /items/{id}/similar``. Add these before
+    the item routes: ids may contain "/", so ``/items/{id}`` would take ``.../similar``."""
+    service, settings = wiring.service, wiring.settings
+    coll = service.coll
+    read_dep = wiring.read_dep
+    max_k = settings.max_k
+
+    @app.post("/embed", tags=["search"], dependencies=read_dep)
+    async def embed(
+        files: Annotated[list[UploadFile], File(description="one or more images")],
+    ) -> dict[str, Any]:
+        """The encoding service: images in, vectors out."""
+        blobs = await read_files(files, settings)
+        vectors = []
+        for n, data in enumerate(blobs, 1):
+            try:
+                vec = await run_in_threadpool(service.embed, data)
+            except ImageRejected as exc:
+                raise ImageRejected(exc.reason, f"file {n}: {exc.detail or exc.reason}") from None
+            vectors.append(service.vector_json(vec))
+        model = coll.config["model"]
+        return {
+            "model": model["name"],
+            "dim": model["dim"],
+            "metric": model["metric"],
+            "encoding": "packed-bits-hex" if coll.binary else "float32",
+            "vectors": vectors,
+        }
+
+    search_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SearchRequest.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "k": {"type": "integer", "default": 10},
+                            "threshold": {"type": "number"},
+                            "label": {"type": "string"},
+                        },
+                    }
+                },
+            },
+        }
+    }
+
+    @app.post("/search", tags=["search"], dependencies=read_dep, openapi_extra=search_body)
+    async def search(request: Request) -> Response:
+        """Search by an uploaded image (multipart ``file``) or by JSON ``id``/``url``/``vector``."""
+        start = time.perf_counter()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=10) as form:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise InvalidInput("multipart search needs an image in the 'file' field")
+                fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+                params = SearchRequest.model_validate(
+                    {
+                        k: v
+                        for k, v in fields.items()
+                        if k in ("k", "threshold", "label") and v != ""
+                    }
+                )
+                (data,) = await read_files([upload], settings)  # type: ignore[list-item]
+                query: dict[str, Any] = {"upload": upload.filename or "upload"}
+            vec = await run_in_threadpool(service.embed, data)
+            results = await read_now(
+                service.search_vector, vec, params.k, params.threshold, params.label
+            )
+        elif ctype == "application/json":
+            try:
+                params = SearchRequest.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise RequestValidationError(exc.errors()) from None
+            given = [n for n in ("id", "url", "vector") if getattr(params, n) is not None]
+            if len(given) != 1:
+                raise InvalidInput("give exactly one of 'id', 'url' or 'vector'")
+            if params.id is not None:
+                query = {"id": params.id}
+                results = await read_now(
+                    service.similar, params.id, params.k, params.threshold, params.label
+                )
+            else:
+                if params.url is not None:
+                    query = {"url": params.url}
+                    data = await run_in_threadpool(service.fetch, params.url)
+                    vec = await run_in_threadpool(service.embed, data)
+                else:
+                    query = {"vector": True}
+                    vec = service.parse_vector(params.vector)
+                results = await read_now(
+                    service.search_vector, vec, params.k, params.threshold, params.label
+                )
+        else:
+            raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
+        return JSONResponse(
+            {
+                "query": query,
+                "results": results,
+                "took_ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+        )
+
+    @app.get("/items/{item_id:path}/similar", tags=["items"], dependencies=read_dep)
+    async def similar(
+        item_id: str,
+        k: Annotated[int, Query(ge=1, le=max_k)] = 10,
+        threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
+        label: str | None = None,
+    ) -> Response:
+        """The item's most similar items (the item itself excluded)."""
+        start = time.perf_counter()
+        results = await read_now(service.similar, item_id, k, threshold, label)
+        return JSONResponse(
+            {
+                "query": {"id": item_id},
+                "results": results,
+                "took_ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+        )
