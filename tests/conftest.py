@@ -9,9 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from lookalike.samples import Sample
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "images"
@@ -30,6 +33,16 @@ def photos(tmp_path: Path) -> Path:
     dest = tmp_path / "photos"
     shutil.copytree(EXAMPLES, dest, ignore=shutil.ignore_patterns("LICENSE"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def sample_set(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
+    """The demo's sample set (lookalike.samples): the public-domain and CC0 photos that
+    scikit-image ships, each with five edited copies. Shared by the session: read only."""
+    pytest.importorskip("skimage", reason="the sample photos need scikit-image ([dev] extra)")
+    from lookalike.samples import make_sample_set
+
+    return make_sample_set(tmp_path_factory.mktemp("samples"))
 
 
 def _cli_command() -> list[str]:
