@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# Set up a virtual environment, index the sample images shipped in examples/images with the
-# weight-free phash model (works offline), and search the collection.
+# The demo (works offline once installed): make a sample set from the public-domain and CC0
+# photos scikit-image ships (each photo plus five edited copies, see lookalike/samples.py),
+# index it with the weight-free phash model, find each edited copy's original, and group
+# the copies with `lookalike duplicates`. Everything it writes goes to .lookalike-demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-. scripts/_venv.sh ""
+. scripts/_venv.sh "[samples]"
 
-COLL=${LOOKALIKE_COLLECTION:-.lookalike-demo}
-lookalike index examples/images --model phash --collection "$COLL"
-query=$(ls examples/images/dress/*.jpg | head -n 1)
+DEMO=.lookalike-demo # gitignored; made afresh on every run
+SAMPLES=$DEMO/samples
+COLL=$DEMO/collection
+rm -rf "$DEMO"
+
+echo "== sample set"
+python -m lookalike.samples "$SAMPLES"
+
 echo
-echo "== images most like $query"
-lookalike search "$query" -k 5 --collection "$COLL"
+echo "== index the originals with phash (a 64-bit perceptual hash: no model weights)"
+lookalike index "$SAMPLES/originals" --model phash --collection "$COLL" --no-progress
+
 echo
-echo "== the same, by item id, as JSON"
-lookalike search "id:dress/$(basename "$query")" -k 3 --json --collection "$COLL"
+echo "== search with edited copies: the original comes first"
+lookalike search "$SAMPLES/copies/rocket/caption.jpg" "$SAMPLES/copies/chelsea/crop.jpg" \
+  -k 2 --collection "$COLL"
+
 echo
-lookalike info --collection "$COLL"
+echo "== every edited copy, rank 1"
+lookalike search "$SAMPLES"/copies/*/*.jpg -k 1 --json --collection "$COLL" | python -c '
+import json, sys
+rows = [json.loads(line) for line in sys.stdin]
+wrong = []
+for row in rows:
+    photo = row["query"].split("/")[-2]  # copies/<photo>/<edit>.jpg
+    top = row["results"][0]["id"] if row["results"] else None
+    if top != photo + "/original.jpg":
+        wrong.append(row["query"] + " -> " + str(top))
+print(f"{len(rows) - len(wrong)} of {len(rows)} edited copies have their original at rank 1")
+print("\n".join(wrong), end="\n" if wrong else "")
+sys.exit(1 if wrong or not rows else 0)
+'
+
+echo
+echo "== add the copies; search by item id (the item itself is left out)"
+lookalike index "$SAMPLES/copies" --collection "$COLL" --no-progress
+lookalike search id:coffee/original.jpg -k 6 --collection "$COLL"
+
+echo
+echo "== near-duplicate groups (keeper first, then each copy's similarity to it)"
+lookalike duplicates --collection "$COLL"
+
+echo
+echo "phash finds near-duplicates (the same photo resized, recompressed, brightened," \
+  "lightly cropped or captioned); similarity by content needs a neural model:" \
+  "lookalike index --model clip-vit-b32 (or --model-path DIR)."

@@ -9,12 +9,18 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import imagegen
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples" / "images"
+if TYPE_CHECKING:
+    from lookalike.samples import Sample
+
+# The `photos` fixture's layout: 10 labels x 6 generated photo-like JPEGs.
+PHOTO_LABELS = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts"]
+PHOTO_LABELS += ["skirt", "t-shirt"]
+PHOTOS_PER_LABEL = 6
 
 
 @pytest.fixture(autouse=True)
@@ -24,12 +30,33 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOOKALIKE_COLLECTION", raising=False)
 
 
+@pytest.fixture(scope="session")
+def _generated_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("generated-photos")
+    for i, label in enumerate(PHOTO_LABELS):
+        for j in range(PHOTOS_PER_LABEL):
+            seed = 1000 + i * PHOTOS_PER_LABEL + j
+            imagegen.save(imagegen.photo_like(seed, (240, 320)), root / label / f"{seed}.jpg")
+    return root
+
+
 @pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    """A copy of the shipped CC0 sample photos (10 labels x 6), safe to modify."""
+def photos(_generated_photos: Path, tmp_path: Path) -> Path:
+    """60 distinct generated photo-like JPEGs (240x320), 6 in each of 10 label folders
+    (dress, hat, ... t-shirt), copied for this test: safe to modify."""
     dest = tmp_path / "photos"
-    shutil.copytree(EXAMPLES, dest, ignore=shutil.ignore_patterns("LICENSE"))
+    shutil.copytree(_generated_photos, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def sample_set(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
+    """The demo's sample set (lookalike.samples): the public-domain and CC0 photos that
+    scikit-image ships, each with five edited copies. Shared by the session: read only."""
+    pytest.importorskip("skimage", reason="the sample photos need scikit-image ([dev] extra)")
+    from lookalike.samples import make_sample_set
+
+    return make_sample_set(tmp_path_factory.mktemp("samples"))
 
 
 def _cli_command() -> list[str]:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from pathlib import Path
 from typing import Any
 
 import imagegen
@@ -15,14 +14,14 @@ from lookalike.errors import ModelUnavailable
 from lookalike.ingest.decode import decode_image
 from lookalike.models.preprocess import ImageProcessorSpec
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
-
 TOLERANCE = 1e-4
 
 
-def _parity_images() -> list[Image.Image]:
-    images = [Image.open(p).convert("RGB") for p in sorted(EXAMPLES.glob("*/*.jpg"))]
-    assert len(images) >= 50, "the shipped example photos are missing"
+def _parity_images(sample_set: list) -> list[Image.Image]:
+    """Real photos (scikit-image's public-domain/CC0 ones and their edited copies, 150 to
+    1411 px) plus generated pictures of odd sizes."""
+    images = [Image.open(s.path).convert("RGB") for s in sample_set]
+    assert len(images) >= 40
     sizes = [
         (301, 457),  # portrait, odd
         (457, 301),  # landscape, odd
@@ -41,8 +40,8 @@ def _parity_images() -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def parity_images() -> list[Image.Image]:
-    return _parity_images()
+def parity_images(sample_set: list) -> list[Image.Image]:
+    return _parity_images(sample_set)
 
 
 def _reference(processor_cls_path: str, config: dict[str, Any]) -> Any:
