@@ -30,7 +30,8 @@ from tiny_models import (
 )
 
 from lookalike.errors import InvalidInput, ModelUnavailable
-from lookalike.models import hub, registry
+from lookalike.models import hub as hub_module
+from lookalike.models import registry
 from lookalike.models.embedders.base import Embedder
 from lookalike.models.embedders.onnx import OnnxEmbedder
 from lookalike.models.hub import ModelFiles, hub_cache_dir, hub_offline, resolve_hub_model
@@ -38,7 +39,7 @@ from lookalike.models.loader import load_embedder
 from lookalike.models.local import resolve_local_model
 
 REPO_ID = "lookalike-tests/tiny-vision"
-_real_check_hub_reachable = hub._check_hub_reachable
+_real_check_hub_reachable = hub_module._check_hub_reachable
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def test_hub_external_data_is_fetched(
     tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = _external_data_model(tmp_path)
-    assert hub._external_data_files(tmp_path / "ext" / "model.onnx") == ["model.onnx_data"]
+    assert hub_module._external_data_files(tmp_path / "ext" / "model.onnx") == ["model.onnx_data"]
     install_hub_model(
         hub, REPO_ID, files["model.onnx"], extra_files={"model.onnx_data": files["model.onnx_data"]}
     )
@@ -284,10 +285,10 @@ def test_hub_missing_external_data_is_reported(
 def test_external_data_scan_of_a_self_contained_model(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     path.write_bytes(model_bytes(make_pooling_model()))
-    assert hub._external_data_files(path) == []
+    assert hub_module._external_data_files(path) == []
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
-    assert hub._external_data_files(empty) == []
+    assert hub_module._external_data_files(empty) == []
 
 
 # -- hub failures ------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def _go_online(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub, "_check_hub_reachable", lambda: None)
+    monkeypatch.setattr(hub_module, "_check_hub_reachable", lambda: None)
 
 
 def test_network_failure_gives_a_paragraph(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -363,7 +364,7 @@ def test_unresolvable_hub_fails_fast(hub: Path, monkeypatch: pytest.MonkeyPatch)
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     _go_online(monkeypatch)
-    monkeypatch.setattr(hub, "_check_hub_reachable", _real_check_hub_reachable)
+    monkeypatch.setattr(hub_module, "_check_hub_reachable", _real_check_hub_reachable)
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
