@@ -22,19 +22,19 @@ from .errors import (
     InvalidInput,
     ItemNotFound,
     ModelMismatch,
-    NotACollection,
 )
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
 from .ingest.indexer import Indexer, IndexReport
+from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
-from .models.loader import embedder_from_config, load_embedder
+from .models.loader import load_embedder
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
 from .search.rank import ranked_hits
 from .store import layout
 from .store.catalog import Catalog, Item
-from .store.indexes import IndexManager, write_json_atomic
+from .store.indexes import IndexManager
 from .store.layout import MARKER, default_collection_dir
 from .store.rows import commit_rows
 from .store.vectors import VectorFile
@@ -46,12 +46,16 @@ class Collection:
     """An image collection on disk. Open with :meth:`open`."""
 
     def __init__(
-        self, root: Path, config: dict[str, Any], embedder: Embedder, readonly: bool
+        self,
+        root: Path,
+        config: dict[str, Any],
+        embedder: Embedder | None,
+        readonly: bool,
+        threads: int | None = None,
     ) -> None:
-        self.root = root
-        self.config = config
-        self.embedder = embedder
-        self.readonly = readonly
+        self.root, self.config, self.readonly = root, config, readonly
+        self._embedder, self._threads = embedder, threads  # None: resolved on first use
+        self.notes: list[str] = []  # for the user, e.g. "the model folder moved"
         self.catalog = Catalog(root / "catalog.sqlite", readonly=readonly)
         self.vectors = VectorFile(
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
@@ -65,6 +69,20 @@ class Collection:
             readonly,
             self._write_lock,
         )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model, resolved and checked against the recorded identity on first use."""
+        if self._embedder is None:
+            self._embedder = stored_embedder(self.config, str(self.root), self._threads, self._save)
+        return self._embedder
+
+    @embedder.setter
+    def embedder(self, value: Embedder) -> None:
+        self._embedder = value
+
+    def _save(self, model: dict[str, Any], hash_cache: list[Any]) -> bool:
+        return self.readonly or layout.update_model(self.root, model, hash_cache)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -82,45 +100,34 @@ class Collection:
         """Open (or create) the collection in ``directory``.
 
         ``model``/``model_path`` choose the model for a new collection; for an existing one
-        they must match the model it was built with (else :class:`ModelMismatch`).
+        they must be the model it was built with, by content (else :class:`ModelMismatch`);
+        a moved local model folder is recorded at its new place (see ``notes``). Without
+        them the model is only resolved when something needs embedding.
         """
-
         root = Path(directory) if directory is not None else default_collection_dir()
-        marker = root / MARKER
-        if marker.is_file():
-            config = layout.read_config(marker)
-            stored = config["model"]
-            requested: Embedder | None = None
-            if model is not None or model_path is not None:
-                requested = load_embedder(model, model_path, threads=threads)
-                want = requested.identity()
-                have = {k: stored.get(k) for k in ("name", "dim", "metric")}
-                if {k: want.get(k) for k in ("name", "dim", "metric")} != have:
-                    if not readonly and layout.is_empty(root):
-                        # Nothing stored yet (e.g. a first run whose model was unavailable):
-                        # the empty collection adopts the requested model.
-                        requested.load()
-                        return cls._create(root, requested, model_path)
-                    raise ModelMismatch(
-                        f"collection {root} was built with model {stored['name']!r} "
-                        f"({stored['dim']} dims); it cannot be queried or extended with "
-                        f"{want['name']!r} ({want['dim']} dims). Use the same model, or a new --collection."
-                    )
-            embedder = requested or embedder_from_config(stored, threads)
-            return cls(root, config, embedder, readonly)
-        if root.exists() and not root.is_dir():
-            raise NotACollection(f"{root} is a file, not a lookalike collection")
-        if root.is_dir() and any(root.iterdir()):
-            raise NotACollection(
-                f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
-            )
+        if (root / MARKER).is_file():
+            coll = cls(root, layout.read_config(root / MARKER), None, readonly, threads)
+            if model is None and model_path is None:
+                return coll
+            try:
+                coll._embedder, note = bind_requested(
+                    coll.config, model, model_path, threads, str(root), coll._save
+                )
+            except ModelMismatch as exc:
+                coll.close()
+                if readonly or not isinstance(exc.requested, Embedder) or not layout.is_empty(root):
+                    raise
+                # Nothing stored yet: the empty collection adopts the requested model.
+                return cls._create(root, exc.requested, model_path, threads)
+            coll.notes += [note] if note else []
+            return coll
+        layout.check_creatable(root)
         if not create or readonly:
             raise CollectionNotFound(
                 f"no collection at {root}: build one with `lookalike index SOURCE --collection {root}`"
             )
-        embedder = load_embedder(model, model_path, threads=threads)
-        embedder.load()  # fail before creating anything if the model is unavailable
-        return cls._create(root, embedder, model_path)
+        embedder = load_embedder(model, model_path, threads=threads)  # probed before creating
+        return cls._create(root, embedder, model_path, threads)
 
     @classmethod
     def open_vectors(
@@ -148,24 +155,21 @@ class Collection:
                     f"not {name!r} ({dim} dims, {metric})"
                 )
             return coll
-        if root.is_dir() and any(root.iterdir()):
-            raise NotACollection(
-                f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
-            )
+        layout.check_creatable(root)
         return cls._create(root, embedder, None)
 
     @classmethod
     def _create(
-        cls, root: Path, embedder: Embedder, model_path: str | os.PathLike[str] | None
+        cls,
+        root: Path,
+        embedder: Embedder,
+        model_path: str | os.PathLike[str] | None,
+        threads: int | None = None,
     ) -> Collection:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "index").mkdir(exist_ok=True)
-        model_info = embedder.identity()
-        model_info["model_path"] = str(Path(model_path).resolve()) if model_path else None
-        config = layout.new_config(model_info, str(embedder.row_dtype), embedder.row_width)
-        Catalog(root / "catalog.sqlite").close()  # creates + migrates
-        write_json_atomic(root / MARKER, config)  # written last: marks the folder complete
-        return cls(root, config, embedder, readonly=False)
+        model_info, cache = new_record(embedder, model_path)
+        config = layout.new_config(model_info, str(embedder.row_dtype), embedder.row_width, cache)
+        layout.create_folder(root, config)  # or rewrites an empty collection's marker
+        return cls(root, config, embedder, readonly=False, threads=threads)
 
     def close(self) -> None:
         self.catalog.close()
@@ -218,7 +222,8 @@ class Collection:
             sources = [sources]
         limits = limits or DecodeLimits()
         if workers is None:
-            workers = pipeline.default_workers(model_uses_cores=not self.embedder.binary)
+            workers = pipeline.default_workers(model_uses_cores=not self.binary)
+        self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
         with self._write_lock():
             return Indexer(self, limits, workers, batch_size, progress, download_options).run(
                 sources
@@ -294,7 +299,9 @@ class Collection:
         self, query: Any, *, allow_urls: bool = False, limits: DecodeLimits | None = None
     ) -> tuple[np.ndarray, int | None, str]:
         """Resolve a query to (vector row, slot to exclude or None, description)."""
-        resolver = QueryResolver(self.embedder, self.catalog, self.vectors, self.binary, self.root)
+        resolver = QueryResolver(
+            lambda: self.embedder, self.catalog, self.vectors, self.binary, self.root
+        )
         return resolver.resolve(query, allow_urls=allow_urls, limits=limits)
 
     def search(
@@ -372,14 +379,10 @@ class Collection:
         return out
 
     def info(self) -> dict[str, Any]:
-        model = self.config["model"]
         return {
             "collection": str(self.root),
             "items": len(self),
-            "model": model["name"],
-            "model_path": model.get("model_path"),
-            "dim": model["dim"],
-            "metric": model["metric"],
+            **model_summary(self.config["model"]),
             "schema_version": self.catalog.schema_version,
             "vectors": {
                 "dtype": self.config["vector_dtype"],

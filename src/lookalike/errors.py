@@ -50,7 +50,10 @@ class EmptyCollection(CollectionError):
 
 
 class ModelMismatch(CollectionError):
-    pass
+    """The model given is not the one a collection was built with. ``requested`` is the
+    requested embedder when there was one (an empty collection may adopt it)."""
+
+    requested: object = None
 
 
 class ItemNotFound(InvalidInput):

@@ -28,9 +28,20 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     if not args.sources and args.index_type is None and args.max_memory is None:
-        raise InvalidInput("give a SOURCE to index, or --index / --max-memory to change the index")
+        if args.model_path is None:
+            raise InvalidInput(
+                "give a SOURCE to index, --index / --max-memory to change the index, or"
+                " --model-path to point the collection at its moved model folder"
+            )
+        coll = _open(args, model_path=args.model_path)  # checks (and records) the model
+        coll.close()
+        _print_notes(coll.notes)
+        if not coll.notes:
+            print(f"model: {coll.config['model'].get('model_path')} (unchanged)")
+        return 0
     if not args.sources:
-        coll = _open(args)
+        coll = _open(args, model=args.model, model_path=args.model_path)
+        _print_notes(coll.notes)
         try:
             coll.index.configure(args.index_type, args.max_memory)
             idx = coll.index.ensure()
@@ -43,6 +54,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             _print_index_notes(idx)
         return 0
     coll = _open(args, create=True, model=args.model, model_path=args.model_path)
+    _print_notes(coll.notes)
     if args.index_type is not None or args.max_memory is not None:
         try:
             coll.index.configure(args.index_type, args.max_memory)
@@ -114,6 +126,11 @@ def _index_line(idx: dict[str, Any]) -> str:
     return line
 
 
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}")
+
+
 def _print_index_notes(idx: dict[str, Any]) -> None:
     for key in ("note", "warning"):
         if idx.get(key):
@@ -170,6 +187,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"collection: {info['collection']}")
     print(f"items:      {info['items']}")
     print(f"model:      {info['model']} ({info['dim']} dims, {info['metric']})")
+    if info.get("model_path"):
+        state = (
+            ""
+            if info.get("model_present")
+            else " (missing: if it moved, run `lookalike index --model-path NEWPLACE`)"
+        )
+        print(f"model path: {info['model_path']}{state}")
     print(_index_line(idx))
     for key in ("note", "warning"):
         if idx.get(key):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ModelUnavailable
@@ -37,45 +38,127 @@ _CLIP_DEFAULTS: dict[str, Any] = {
     "image_mean": OPENAI_CLIP_MEAN,
     "image_std": OPENAI_CLIP_STD,
 }
+_STANDARD = {"image_mean": IMAGENET_STANDARD_MEAN, "image_std": IMAGENET_STANDARD_STD}
+_NO_CROP = {"do_center_crop": None, "crop_size": None}
+_MOBILENET_DEFAULTS: dict[str, Any] = {
+    **_CLIP_DEFAULTS,
+    **_STANDARD,
+    "size": {"shortest_edge": 256},
+    "resample": 2,
+}
 
-# Class defaults of the supported transformers processors (their PIL backends).
-_PROCESSOR_DEFAULTS: dict[str, dict[str, Any]] = {
-    "CLIPImageProcessor": _CLIP_DEFAULTS,
-    "BitImageProcessor": _CLIP_DEFAULTS,
-    "ViTImageProcessor": {
-        **_CLIP_DEFAULTS,
-        "size": {"height": 224, "width": 224},
-        "default_to_square": True,
-        "resample": 2,
-        "do_center_crop": None,
-        "crop_size": None,
-        "image_mean": IMAGENET_STANDARD_MEAN,
-        "image_std": IMAGENET_STANDARD_STD,
-    },
-    "DeiTImageProcessor": {
-        **_CLIP_DEFAULTS,
-        "size": {"height": 256, "width": 256},
-        "default_to_square": True,
-        "image_mean": IMAGENET_STANDARD_MEAN,
-        "image_std": IMAGENET_STANDARD_STD,
-    },
-    "SiglipImageProcessor": {
-        **_CLIP_DEFAULTS,
-        "size": {"height": 224, "width": 224},
-        "do_center_crop": None,
-        "crop_size": None,
-        "image_mean": IMAGENET_STANDARD_MEAN,
-        "image_std": IMAGENET_STANDARD_STD,
-    },
-    "ConvNextImageProcessor": {
-        **_CLIP_DEFAULTS,
-        "size": {"shortest_edge": 384},
-        "crop_pct": 224 / 256,
-        "do_center_crop": None,
-        "crop_size": None,
-        "image_mean": IMAGENET_STANDARD_MEAN,
-        "image_std": IMAGENET_STANDARD_STD,
-    },
+#: Keys that describe the processor or the output container without changing the pixel
+#: values of an RGB image (lookalike always feeds RGB, channels first, one image at a time).
+DESCRIPTIVE_KEYS = frozenset(
+    {
+        "image_processor_type",
+        "feature_extractor_type",
+        "processor_class",
+        "_processor_class",
+        "do_convert_rgb",
+        "input_data_format",
+        "return_tensors",
+        "device",
+        "disable_grouping",
+        "image_seq_length",
+        "model_input_names",
+    }
+)
+#: Keys every processor applies (the common transformers ImagesKwargs), checked or applied.
+COMMON_KEYS = frozenset(
+    {
+        "do_resize",
+        "size",
+        "default_to_square",
+        "resample",
+        "do_center_crop",
+        "crop_size",
+        "do_rescale",
+        "rescale_factor",
+        "do_normalize",
+        "image_mean",
+        "image_std",
+        "do_pad",
+        "pad_size",
+        "data_format",
+    }
+)
+#: Segmentation-label options: they change the labels, never ``pixel_values``.
+_LABEL_KEYS = frozenset({"do_reduce_labels", "reduce_labels"})
+
+
+@dataclass(frozen=True)
+class _Processor:
+    """Class defaults (transformers 5 PIL backend) and the extra keys a processor knows."""
+
+    defaults: dict[str, Any]
+    extra_keys: frozenset[str] = frozenset()
+    #: Keys whose class default changed between transformers versions: the file must set them.
+    required: tuple[str, ...] = ()
+
+
+#: The supported transformers image processors (their PIL backends), by class name.
+SUPPORTED_PROCESSORS: dict[str, _Processor] = {
+    "CLIPImageProcessor": _Processor(_CLIP_DEFAULTS, frozenset({"use_square_size"})),
+    "BitImageProcessor": _Processor(_CLIP_DEFAULTS),
+    "ViTImageProcessor": _Processor(
+        {
+            **_CLIP_DEFAULTS,
+            **_STANDARD,
+            **_NO_CROP,
+            "size": {"height": 224, "width": 224},
+            "default_to_square": True,
+            "resample": 2,
+        }
+    ),
+    "DeiTImageProcessor": _Processor(
+        {
+            **_CLIP_DEFAULTS,
+            **_STANDARD,
+            "size": {"height": 256, "width": 256},
+            "default_to_square": True,
+        }
+    ),
+    "SiglipImageProcessor": _Processor(
+        {**_CLIP_DEFAULTS, **_STANDARD, **_NO_CROP, "size": {"height": 224, "width": 224}}
+    ),
+    "ConvNextImageProcessor": _Processor(
+        {
+            **_CLIP_DEFAULTS,
+            **_STANDARD,
+            **_NO_CROP,
+            "size": {"shortest_edge": 384},
+            "crop_pct": 224 / 256,
+        },
+        frozenset({"crop_pct"}),
+    ),
+    "MobileNetV1ImageProcessor": _Processor(_MOBILENET_DEFAULTS),
+    "MobileNetV2ImageProcessor": _Processor(_MOBILENET_DEFAULTS, _LABEL_KEYS),
+    "BeitImageProcessor": _Processor(
+        {
+            **_CLIP_DEFAULTS,
+            **_STANDARD,
+            "size": {"height": 224, "width": 224},
+            "default_to_square": True,
+            "do_center_crop": False,
+        },
+        _LABEL_KEYS,
+    ),
+    "EfficientNetImageProcessor": _Processor(
+        {
+            **_CLIP_DEFAULTS,
+            **_STANDARD,
+            "size": {"height": 346, "width": 346},
+            "default_to_square": True,
+            "do_center_crop": False,
+            "crop_size": {"height": 289, "width": 289},
+            "rescale_offset": False,
+            "include_top": True,
+        },
+        frozenset({"rescale_offset", "include_top"}),
+        # transformers 4 defaulted to NEAREST and 1/127; 5 to BICUBIC and 1/255.
+        required=("resample", "rescale_factor"),
+    ),
 }
 
 # Old "feature extractor" names and other spellings of the same processors.
@@ -91,19 +174,51 @@ def _processor_name(config: Mapping[str, Any]) -> str:
         raise ModelUnavailable(
             "the model's preprocessor_config.json does not say which image processor it uses "
             "(no 'image_processor_type' or 'feature_extractor_type'); supported: "
-            + ", ".join(sorted(_PROCESSOR_DEFAULTS))
+            + ", ".join(sorted(SUPPORTED_PROCESSORS))
         )
     name = name.replace("FeatureExtractor", "ImageProcessor")
+    known = {**SUPPORTED_PROCESSORS, **_ALIASES}
     for suffix in ("Fast", "Pil"):
-        if name.endswith(suffix) and name[: -len(suffix)] in {**_PROCESSOR_DEFAULTS, **_ALIASES}:
+        if name.endswith(suffix) and name[: -len(suffix)] in known:
             name = name[: -len(suffix)]
     name = _ALIASES.get(name, name)
-    if name not in _PROCESSOR_DEFAULTS:
+    if name not in SUPPORTED_PROCESSORS:
         raise ModelUnavailable(
             f"the model uses the image processor {name!r}, which lookalike cannot reproduce; "
-            "supported: " + ", ".join(sorted(_PROCESSOR_DEFAULTS))
+            "supported: " + ", ".join(sorted(SUPPORTED_PROCESSORS))
         )
     return name
+
+
+def _check_keys(name: str, processor: _Processor, config: Mapping[str, Any]) -> None:
+    """Refuse any key not on the processor's allow-list, naming it (never ignore one that
+    might change the pixels)."""
+    allowed = DESCRIPTIVE_KEYS | COMMON_KEYS | processor.extra_keys
+    unknown = sorted(str(k) for k in config if k not in allowed)
+    # A null unknown key means "not set" to transformers: harmless.
+    unknown = [k for k in unknown if config.get(k) is not None]
+    if unknown:
+        raise ModelUnavailable(
+            f"preprocessor_config.json ({name}) has key {unknown[0]!r}, which lookalike does"
+            " not apply, so its images would differ from the model's; keys lookalike knows for"
+            f" {name}: " + ", ".join(sorted(COMMON_KEYS | processor.extra_keys))
+        )
+    missing = [k for k in processor.required if config.get(k) is None]
+    if missing:
+        raise ModelUnavailable(
+            f"preprocessor_config.json ({name}) must set {missing[0]!r}: its default differs"
+            " between transformers versions"
+        )
+    if config.get("use_square_size"):
+        raise ModelUnavailable(
+            f"preprocessor_config.json ({name}): 'use_square_size' is not supported"
+        )
+    data_format = config.get("data_format")
+    if data_format not in (None, "channels_first"):
+        raise ModelUnavailable(
+            f"preprocessor_config.json ({name}): 'data_format' {data_format!r} is not supported"
+            " (lookalike feeds channels first)"
+        )
 
 
 def _size_dict(value: Any, default_to_square: bool, what: str) -> dict[str, int]:
@@ -139,15 +254,14 @@ def spec_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise ModelUnavailable("preprocessor_config.json must contain a JSON object")
     name = _processor_name(config)
-    defaults = _PROCESSOR_DEFAULTS[name]
+    processor = SUPPORTED_PROCESSORS[name]
+    _check_keys(name, processor, config)
+    defaults = processor.defaults
 
     def get(key: str) -> Any:
         # transformers treats a missing key and an explicit null the same way.
         value = config.get(key)
         return defaults.get(key) if value is None else value
-
-    if get("do_pad") and get("pad_size") is not None:
-        raise ModelUnavailable(f"{name} with do_pad/pad_size is not supported")
 
     kwargs: dict[str, Any] = {"processor": name}
     resample = get("resample")
@@ -198,6 +312,7 @@ def spec_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)):
             raise ModelUnavailable(f"invalid rescale_factor {factor!r} in preprocessor_config.json")
         kwargs["rescale_factor"] = float(factor)
+        kwargs["rescale_offset"] = bool(get("rescale_offset"))
     else:
         kwargs["rescale_factor"] = None
 
@@ -206,6 +321,22 @@ def spec_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         kwargs["image_std"] = _triple(get("image_std"), "image_std")
     else:
         kwargs["image_mean"] = kwargs["image_std"] = None
+    if get("include_top"):  # EfficientNet: divide by image_std once more
+        kwargs["top_std"] = _triple(get("image_std"), "image_std")
+
+    if get("do_pad"):
+        # Without pad_size a batch is padded to its largest image: a no-op when every
+        # output has the same size. lookalike cannot pad to a pad_size.
+        fixed = kwargs["crop_size"] is not None or kwargs["resize"] in ("height_width", "crop_pct")
+        if get("pad_size") is not None or not fixed:
+            raise ModelUnavailable(
+                f"preprocessor_config.json ({name}): 'do_pad' is not supported"
+                + (
+                    " with pad_size"
+                    if get("pad_size") is not None
+                    else " for variable-size outputs"
+                )
+            )
 
     logger.debug("image preprocessing from %s config: %s", name, kwargs)
     return kwargs

@@ -9,8 +9,9 @@ lookup table computed with the very float operations ``transformers`` uses, so e
 value matches bit for bit (tested to 1e-4 in tests/test_preprocess.py).
 
 Supported processors: CLIPImageProcessor, BitImageProcessor (DINOv2), ViTImageProcessor,
-ConvNextImageProcessor (``crop_pct``, also used by ResNet checkpoints),
-DeiTImageProcessor and SiglipImageProcessor, including legacy configs (``"size": 224``,
+ConvNextImageProcessor (``crop_pct``, also used by ResNet checkpoints), DeiTImageProcessor,
+SiglipImageProcessor, MobileNetV1/V2ImageProcessor, BeitImageProcessor and
+EfficientNetImageProcessor (``rescale_offset``, ``include_top``), including legacy configs (``"size": 224``,
 ``"crop_size": 224``, ``"feature_extractor_type"``). See docs/preprocessing.md.
 """
 
@@ -72,7 +73,8 @@ class ImageProcessorSpec:
 
     2. centre crop to ``crop_size`` = (height, width), if set (zero padding when the image
        is smaller, like ``transformers``);
-    3. ``x * rescale_factor`` if set, then ``(x - image_mean) / image_std`` if set.
+    3. ``x * rescale_factor`` if set (minus 1 with ``rescale_offset``), then
+       ``(x - image_mean) / image_std`` if set, then ``x / top_std`` if set.
     """
 
     resize: ResizeMode = "shortest_edge"
@@ -86,6 +88,8 @@ class ImageProcessorSpec:
     rescale_factor: float | None = 1 / 255
     image_mean: Triple | None = OPENAI_CLIP_MEAN
     image_std: Triple | None = OPENAI_CLIP_STD
+    rescale_offset: bool = False
+    top_std: Triple | None = None
     processor: str = field(default="CLIPImageProcessor", compare=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +120,12 @@ class ImageProcessorSpec:
             len(self.image_std) != 3 or any(s == 0 for s in self.image_std)
         ):
             problems.append("image_std needs 3 non-zero values")
+        if self.top_std is not None and (
+            len(self.top_std) != 3 or any(s == 0 for s in self.top_std)
+        ):
+            problems.append("top_std needs 3 non-zero values")
+        if self.rescale_offset and self.rescale_factor is None:
+            problems.append("rescale_offset needs rescale_factor")
         if problems:
             raise ModelUnavailable(
                 f"invalid image preprocessing settings ({self.processor}): " + "; ".join(problems)
@@ -219,7 +229,9 @@ class ImageProcessorSpec:
         for ch, cw in pending:
             pixels = _center_crop_padded(pixels, ch, cw)
 
-        lut = _lookup_table(self.rescale_factor, self.image_mean, self.image_std)
+        lut = _lookup_table(
+            self.rescale_factor, self.image_mean, self.image_std, self.rescale_offset, self.top_std
+        )
         out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
         for c in range(3):
             np.take(lut[c], pixels[:, :, c], out=out[c], mode="clip")
@@ -274,21 +286,30 @@ def _center_crop_padded(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndar
 
 @lru_cache(maxsize=32)
 def _lookup_table(
-    rescale_factor: float | None, mean: Triple | None, std: Triple | None
+    rescale_factor: float | None,
+    mean: Triple | None,
+    std: Triple | None,
+    rescale_offset: bool = False,
+    top_std: Triple | None = None,
 ) -> np.ndarray:
     """Output value for every (channel, uint8 value), computed exactly like transformers:
-    ``float32(float64(v) * rescale_factor)``, then ``(x - float32(mean)) / float32(std)``
-    in float32."""
+    ``float32(float64(v) * rescale_factor)`` (minus 1 with ``rescale_offset``), then
+    ``(x - float32(mean)) / float32(std)`` in float32, then ``x / float32(top_std)``
+    (EfficientNet's ``include_top``)."""
     values = np.arange(256, dtype=np.float64)
     if rescale_factor is not None:
         values = values * rescale_factor
     x = values.astype(np.float32)
+    if rescale_offset:
+        x = x - np.float32(1)
     if mean is None or std is None:
         table = np.repeat(x[None, :], 3, axis=0)
     else:
         m = np.asarray(mean, dtype=np.float32)[:, None]
         s = np.asarray(std, dtype=np.float32)[:, None]
         table = (x[None, :] - m) / s
+    if top_std is not None:
+        table = table.astype(np.float32) / np.asarray(top_std, dtype=np.float32)[:, None]
     table = np.ascontiguousarray(table, dtype=np.float32)
     table.flags.writeable = False
     return table

@@ -3,6 +3,7 @@ an http(s) URL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,15 @@ class QueryResolver:
     """Resolves queries against one collection's model, catalog and stored vectors."""
 
     def __init__(
-        self, embedder: Embedder, catalog: Catalog, vectors: VectorFile, binary: bool, root: Path
+        self,
+        embedder: Callable[[], Embedder],
+        catalog: Catalog,
+        vectors: VectorFile,
+        binary: bool,
+        root: Path,
     ) -> None:
+        # Called only for queries that need embedding (not vectors nor id:ITEM), so a
+        # collection whose model is unavailable still answers those.
         self.embedder = embedder
         self.catalog = catalog
         self.vectors = vectors
@@ -83,6 +91,6 @@ class QueryResolver:
 
     def _embed(self, data: bytes, limits: DecodeLimits | None, name: str) -> np.ndarray:
         try:
-            return embed_image(self.embedder, data, limits)
+            return embed_image(self.embedder(), data, limits)
         except ImageRejected as exc:
             raise QueryError(f"query image {name} cannot be used: {exc}") from None

@@ -10,6 +10,8 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 from ..errors import CollectionError, NotACollection
 from .catalog import Catalog
+from .planning import write_json_atomic
 
 MARKER = "collection.json"
 FORMAT = "lookalike-collection"
@@ -45,8 +48,15 @@ def read_config(marker: Path) -> dict[str, Any]:
     return config
 
 
-def new_config(model_info: dict[str, Any], vector_dtype: str, vector_width: int) -> dict[str, Any]:
+def new_config(
+    model_info: dict[str, Any],
+    vector_dtype: str,
+    vector_width: int,
+    hash_cache: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A new marker. ``hash_cache``: (path, size, mtime_ns, sha256) of the model's files."""
     return {
+        "model_hash_cache": hash_cache or [],
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_info,
@@ -54,6 +64,51 @@ def new_config(model_info: dict[str, Any], vector_dtype: str, vector_width: int)
         "vector_width": vector_width,
         "created_at": time.time(),
     }
+
+
+def check_creatable(root: Path) -> None:
+    """``NotACollection`` unless a collection may be created at ``root`` (absent or empty)."""
+    if root.exists() and not root.is_dir():
+        raise NotACollection(f"{root} is a file, not a lookalike collection")
+    if root.is_dir() and any(root.iterdir()):
+        raise NotACollection(
+            f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
+        )
+
+
+def create_folder(root: Path, config: dict[str, Any]) -> None:
+    """Create a complete collection folder at ``root`` (absent or an empty folder) at once:
+    it is built in a temporary sibling folder and renamed into place, so a failure leaves
+    nothing behind."""
+    if (root / MARKER).is_file():  # an empty collection adopting another model
+        write_json_atomic(root / MARKER, config)
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        (tmp / "index").mkdir()
+        Catalog(tmp / "catalog.sqlite").close()  # creates + migrates
+        write_json_atomic(tmp / MARKER, config)
+        os.rename(tmp, root)  # replaces an empty folder too
+    except OSError as exc:
+        raise CollectionError(f"could not create the collection {root}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def update_model(root: Path, model: dict[str, Any], hash_cache: list[dict[str, Any]]) -> bool:
+    """Rewrite the model record (and its file-hash cache) in the marker, atomically, under
+    the writers' lock. False (nothing written) when another writer holds the lock."""
+    with write_lock(root, wait=False) as got:
+        if not got:
+            return False
+        config = read_config(root / MARKER)
+        config["model"] = model
+        config["model_hash_cache"] = hash_cache
+        write_json_atomic(root / MARKER, config)
+    return True
 
 
 def is_empty(root: Path) -> bool:

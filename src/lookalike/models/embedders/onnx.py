@@ -273,6 +273,12 @@ class OnnxEmbedder(Embedder):
             return self._files
 
     @property
+    def output_name(self) -> str:
+        """The ONNX output used as the embedding (loads the model)."""
+        self.load()
+        return self._output_name
+
+    @property
     def source(self) -> str:
         """Where the model comes from; after loading, includes the hub commit."""
         if self._files is not None:
