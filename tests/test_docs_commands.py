@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-README_PENDING = pytest.mark.xfail(
-    reason="README.md is edited by the maintainer (replacement given in fix-models' report)",
-    strict=False,
-)
 
 
 @pytest.mark.parametrize(
     "where",
-    ["src", "docs", pytest.param("README.md", marks=README_PENDING)],
+    ["src", "docs", "README.md"],
 )
 def test_no_huggingface_cli(where: str) -> None:
     """huggingface_hub 1.x removed `huggingface-cli`; its command is `hf`."""
