@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
+from ..store.planning import AUTO_EXACT_MAX
 from .argtypes import non_negative_int, positive_float, positive_int, score
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-aspect",
         type=positive_float,
         metavar="R",
-        help="skip images longer than R times their width (banners)",
+        help="skip images whose long side is more than R times their short side "
+        "(wide banners and tall strips alike; R >= 1)",
     )
     p.add_argument(
         "--max-megapixels",
@@ -129,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--index",
         dest="index_type",
         choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh"],
-        help="search index: auto (default; exact up to ~50k items, then HNSW or IVF), "
-        "flat (exact), hnsw, ivf-sq8, ivf-pq, lsh; remembered by the collection",
+        help=f"search index, remembered by the collection: auto (default: exact flat search "
+        f"up to {AUTO_EXACT_MAX:,} items, then ivf-sq8, or ivf-pq when --max-memory is too "
+        "small for ivf-sq8), flat (exact), hnsw, ivf-sq8, ivf-pq, lsh",
     )
     p.add_argument(
         "--max-memory",
@@ -161,16 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
 
     p = sub.add_parser("info", parents=[common], help="describe a collection")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the description as one JSON object (the index under `index`)",
+    )
 
     p = sub.add_parser("remove", parents=[common], help="remove items by id")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument(
+        "ids", nargs="+", metavar="ID", help="id of an item to remove (several may be given)"
+    )
 
     p = sub.add_parser(
         "export", parents=[common], help="export ids, paths, labels, metadata and vectors"
     )
-    p.add_argument("--format", required=True, choices=["npy", "parquet"])
-    p.add_argument("out", metavar="OUT")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["npy", "parquet"],
+        help="npy: OUT is a folder with vectors.npy and items.jsonl (row i = line i); "
+        "parquet: OUT is one file with a vector column",
+    )
+    p.add_argument(
+        "out", metavar="OUT", help="file to write (--format parquet) or folder (--format npy)"
+    )
 
     sub.add_parser("models", parents=[common], help="list the models in the registry")
 
