@@ -162,6 +162,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             raise InvalidInput("--undo cannot be combined with --move-to or --apply")
         ureport = undo_moves(args.undo)
         print(f"restored {ureport.restored}, not moved {ureport.not_moved}")
+        for path, back in ureport.renamed:
+            print(f"  {path} existed: restored as {back}")
         for path, why in ureport.skipped:
             print(f"  skipped {path}: {why}")
         return 1 if ureport.skipped else 0
