@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
 from ..store.planning import AUTO_EXACT_MAX
-from .argtypes import non_negative_int, positive_float, positive_int, score
+from .argtypes import int_or_auto, non_negative_int, number, positive_float, positive_int, score
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
 EXIT_USAGE = 2
@@ -38,6 +38,53 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# (option, settings name, help): the knobs of `lookalike index`, remembered by the collection
+KNOB_OPTIONS = [
+    ("--hnsw-m", "hnsw_m", "hnsw: links per node, 2-256 (default 16; hnswlib's M)"),
+    (
+        "--ef-construction",
+        "ef_construction",
+        "hnsw: candidate list while building, 1-32768 (default 80)",
+    ),
+    (
+        "--ef-search",
+        "ef_search",
+        "hnsw: candidate list while searching, 1-32768 (default: tuned to --recall-target; "
+        "hnswlib's ef)",
+    ),
+    (
+        "--nlist",
+        "nlist",
+        "ivf-sq8/ivf-pq: inverted lists, 1 up to the item count (default about 4*sqrt(N); "
+        "a larger value is clamped to the item count, with a note)",
+    ),
+    (
+        "--nprobe",
+        "nprobe",
+        "ivf-sq8/ivf-pq: lists searched per query, 1 up to nlist (default: tuned to "
+        "--recall-target)",
+    ),
+    ("--pq-m", "pq_m", "ivf-pq: bytes per vector code, dividing the dimension (default dim/8)"),
+]
+
+
+def _index_knobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recall-target",
+        type=number,
+        metavar="R",
+        help="recall@10 the search knob is tuned to, 0 < R <= 1 (default 0.95; remembered)",
+    )
+    for flag, dest, text in KNOB_OPTIONS:
+        p.add_argument(
+            flag,
+            dest=dest,
+            type=int_or_auto,
+            metavar="N",
+            help=text + "; used as given, remembered; auto forgets it",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -61,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sources",
         nargs="*",
         metavar="SOURCE",
-        help="folder, image file, or CSV/JSONL manifest (none: only apply --index/--max-memory)",
+        help="folder, image file, or CSV/JSONL manifest (none: only apply the index options)",
     )
     model = p.add_mutually_exclusive_group()
     model.add_argument(
@@ -142,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory budget for the index, e.g. 512MB or 2GB (remembered; vectors are "
         "memory-mapped apart)",
     )
+    _index_knobs(p)
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
