@@ -190,3 +190,21 @@ def test_python_api_configure(tmp_path: Path) -> None:
     assert (info["params"]["nlist"], info["params"]["nprobe"]) == (32, 16)
     assert info["recall_target"] == 0.9
     coll.close()
+
+
+def test_unreachable_target_says_so_with_the_best_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.store.ann import HnswStore
+
+    monkeypatch.setattr(HnswStore, "ladder", (8, 16))  # a short ladder: the top is weak
+    make(tmp_path, 1_500).close()
+    root = tmp_path / "c"
+    args = ["--index", "hnsw", "--hnsw-m", "2", "--ef-construction", "8"]
+    assert index(root, *args, "--recall-target", "1") == 0
+    err = capsys.readouterr().err
+    idx = info_json(root, capsys)
+    assert idx["recall_at_10"] < 1.0 and idx["params"]["ef"] in (8, 16)
+    best = f"hnsw reaches recall@10 {idx['recall_at_10']:.3f} at best (ef={idx['params']['ef']})"
+    assert best in err and "below the 1 target" in err
+    assert best in idx["warning"]
