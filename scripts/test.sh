@@ -6,13 +6,9 @@ cd "$(dirname "$0")/.."
 
 . scripts/_venv.sh "[dev,server]"
 
-# The browser test (tests/test_web.py) drives Debian's chromium; install it when we can.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing chromium for the browser test"
-  (apt-get install -y -q chromium >/dev/null 2>&1 \
-    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
-    || echo "chromium could not be installed: the browser test will be skipped" >&2
-fi
+# The browser test (tests/test_web.py) drives Debian's chromium: installed only in CI
+# (CI=true) or when asked (LOOKALIKE_INSTALL_CHROMIUM=1), else the test skips and says why.
+bash scripts/need_chromium.sh
 
 echo "== ruff"
 ruff check src tests benchmarks

@@ -297,16 +297,24 @@ def test_cross_filesystem_move_copies_verifies_then_removes(
     assert moved.read_bytes() == original and not (photos / "b_crop5.jpg").exists()
     assert not list(target.rglob("*.part"))
 
-    # interrupted after the verified copy, before removing the original: re-run finishes
+    # interrupted after the verified copy and the original's removal, before the copy's
+    # rename: both a re-run and an undo finish from the verified .part
     monkeypatch.undo()
-    assert main(["duplicates", "--undo", str(target / "lookalike-undo.json")]) == 0
-    shutil.copyfile(photos / "b_crop5.jpg", moved)
-    shutil.copystat(photos / "b_crop5.jpg", moved)
+    manifest = str(target / "lookalike-undo.json")
+    assert main(["duplicates", "--undo", manifest]) == 0
+    part = Path(str(moved) + ".part")
+    shutil.copy2(photos / "b_crop5.jpg", part)
+    (photos / "b_crop5.jpg").unlink()
+    assert main(["duplicates", "--undo", manifest]) == 0
+    assert (photos / "b_crop5.jpg").read_bytes() == original and not part.exists()
+    shutil.copy2(photos / "b_crop5.jpg", part)
+    (photos / "b_crop5.jpg").unlink()
     dedup_actions_report = dedup_actions.apply_moves(
         [m for m in _plan(coll, target) if m.src.endswith("b_crop5.jpg")], target, str(coll)
     )
     assert len(dedup_actions_report.moved) == 1
     assert not (photos / "b_crop5.jpg").exists() and moved.read_bytes() == original
+    assert not part.exists() and not list(target.rglob("b_crop5-*"))
 
 
 def _plan(coll: Path, target: Path) -> list[dedup_actions.Move]:
@@ -330,3 +338,71 @@ def test_similar_against_needs_the_same_model(tmp_path: Path) -> None:
         assert g.keeper.id == "t1" and [m.id for m in g.duplicates] == ["leak"]
         with pytest.raises(Exception, match="same model"):
             test.duplicates("similar", 0.95, against=other)
+
+
+def _all_files(*folders: Path) -> list[bytes]:
+    return sorted(
+        p.read_bytes()
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "lookalike-undo.json"
+    )
+
+
+def test_second_apply_into_the_same_folder_deletes_nothing_and_undo_restores_all(
+    indexed: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    coll, photos = indexed
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    target = tmp_path / "moved"
+    assert main(_move_args(coll, target, "--apply")) == 0
+    manifest = target / "lookalike-undo.json"
+    (first,) = [
+        m for m in json.loads(manifest.read_text())["moves"] if m["src"].endswith("a_copy.png")
+    ]
+    # the user puts the file back by hand (same bytes, same mtime): the destination the plan
+    # names for it already holds identical bytes
+    shutil.copy2(first["dest"], first["src"])
+    files = _all_files(photos, target)
+    capsys.readouterr()
+    assert main(_move_args(coll, target, "--apply")) == 0
+    assert "moved 1, already moved 6, skipped 0" in capsys.readouterr().out
+    assert _all_files(photos, target) == files  # nothing deleted
+    assert not Path(first["src"]).exists()
+    fresh = Path(first["dest"]).with_name("a_copy-1.png")
+    assert fresh.read_bytes() == Path(first["dest"]).read_bytes() == before["a_copy.png"]
+    moves = json.loads(manifest.read_text())["moves"]
+    assert len(moves) == 8 and {m["dest"] for m in moves} >= {first["dest"], str(fresh)}
+
+    # a third run finds everything moved and changes nothing
+    assert main(_move_args(coll, target, "--apply")) == 0
+    assert "moved 0, already moved 7, skipped 0" in capsys.readouterr().out
+    assert _all_files(photos, target) == files
+
+    assert main(["duplicates", "--undo", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "restored 8, not moved 0" in out
+    assert "a_copy.png existed: restored as" in out
+    assert not [p for p in target.rglob("*") if p.is_file() and p.name != manifest.name]
+    after = {p.name: p.read_bytes() for p in photos.iterdir()}
+    assert after == {**before, "a_copy-1.png": before["a_copy.png"]}  # every moved file back
+
+
+def test_a_taken_destination_gets_a_fresh_name(
+    indexed: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    coll, photos = indexed
+    target = tmp_path / "moved"
+    plan = {Path(m.src).name: Path(m.dest) for m in _plan(coll, target)}
+    taken = plan["b_crop5.jpg"]
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"someone else's file")
+    (taken.parent / "b_crop5-1.jpg").write_bytes(b"and another")
+    original = (photos / "b_crop5.jpg").read_bytes()
+    assert main(_move_args(coll, target, "--apply")) == 0
+    assert "moved 7, already moved 0, skipped 0" in capsys.readouterr().out
+    assert taken.read_bytes() == b"someone else's file"
+    assert (taken.parent / "b_crop5-2.jpg").read_bytes() == original
+    assert main(["duplicates", "--undo", str(target / "lookalike-undo.json")]) == 0
+    assert (photos / "b_crop5.jpg").read_bytes() == original
+    assert taken.read_bytes() == b"someone else's file"  # not ours: left alone

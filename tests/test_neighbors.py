@@ -86,3 +86,55 @@ def test_cli_errors(
     assert main(["neighbors", *args, "--collection", str(root)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def _read_table(path: Path) -> list[tuple[str, int, str, float]]:
+    """Rows of a neighbours table in any supported format, parsed by format-specific readers."""
+    import csv
+
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        t = pq.read_table(path).to_pydict()
+        cols = (t["id"], t["rank"], t["neighbor_id"], t["score"])
+        return [(a, int(b), c, float(d)) for a, b, c, d in zip(*cols, strict=True)]
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            assert reader.fieldnames == ["id", "rank", "neighbor_id", "score"]
+            return [(r["id"], int(r["rank"]), r["neighbor_id"], float(r["score"])) for r in reader]
+    assert suffix == ".jsonl"
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(list(d) == ["id", "rank", "neighbor_id", "score"] for d in lines)
+    return [(d["id"], d["rank"], d["neighbor_id"], d["score"]) for d in lines]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl", ".CSV"])
+def test_all_writes_the_format_its_extension_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    root, _ = small_collection(tmp_path, n=40)
+    out = tmp_path / f"table{suffix}"
+    argv = ["neighbors", "--all", "-k", "3", "--out", str(out), "--collection", str(root)]
+    assert main(argv) == 0
+    assert "wrote 114 rows" in capsys.readouterr().out
+    head = out.read_bytes()[:4]
+    assert (head == b"PAR1") == (suffix == ".parquet")  # no Parquet under another name
+    reference = tmp_path / "ref.parquet"
+    with Collection.open(root) as coll:
+        write_neighbors_table(coll, 3, reference)
+    got = _read_table(out)
+    want = _read_table(reference)
+    assert [r[:3] for r in got] == [r[:3] for r in want]
+    assert np.allclose([r[3] for r in got], [r[3] for r in want], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["x.txt", "x.json", "x", "x.parquet.gz"])
+def test_all_refuses_an_unknown_extension(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    root, _ = small_collection(tmp_path, n=20)
+    out = tmp_path / name
+    assert main(["neighbors", "--all", "--out", str(out), "--collection", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".parquet, .csv or .jsonl" in err
+    assert not out.exists()

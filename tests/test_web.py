@@ -16,7 +16,8 @@ CHROMIUM = "/usr/bin/chromium"
 pytest.importorskip("fastapi")
 if not os.path.exists(CHROMIUM):
     pytest.skip(
-        f"{CHROMIUM} is not installed (apt-get install -y chromium; scripts/test.sh does it)",
+        f"{CHROMIUM} is not installed (apt-get install -y chromium; "
+        "LOOKALIKE_INSTALL_CHROMIUM=1 scripts/test.sh does it, and CI)",
         allow_module_level=True,
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")

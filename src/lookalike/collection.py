@@ -31,7 +31,7 @@ from .models.embedders.base import Embedder
 from .models.loader import load_embedder
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
-from .search.rank import ranked_hits
+from .search.rank import check_label, ranked_hits
 from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
@@ -315,13 +315,16 @@ class Collection:
         limits: DecodeLimits | None = None,
     ) -> list[Hit]:
         """The ``k`` items most similar to ``query``: a file path, ``id:ITEM``, an http(s) URL
-        (with ``allow_urls``), encoded image bytes, or a vector."""
+        (with ``allow_urls``), encoded image bytes, or a vector. A ``label`` no item has
+        raises :class:`~lookalike.errors.UnknownLabel`, naming the nearest labels."""
         if k <= 0:
             raise InvalidInput("k must be a positive number")
         if len(self) == 0:
             raise EmptyCollection(
                 f"collection {self.root} is empty: add images with `lookalike index`"
             )
+        if label is not None:
+            check_label(self.catalog, label)
         vec, exclude, _ = self.query_vector(query, allow_urls=allow_urls, limits=limits)
         return self.search_vector(vec, k, threshold=threshold, label=label, exclude_slot=exclude)
 

@@ -31,6 +31,10 @@ class QueryError(InvalidInput):
     """A search query could not be resolved (missing file, unknown id, bad URL...)."""
 
 
+class UnknownLabel(QueryError):
+    """A ``label`` filter names a label no item of the collection has."""
+
+
 class CollectionError(LookalikeError):
     """Problems with the collection folder itself."""
 

@@ -48,3 +48,17 @@ def port(text: str) -> int:
         return int(_number(int, "a port number", 1, 65535, False)(text))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+
+
+def int_or_auto(text: str) -> int | str:
+    """An index knob: a whole number (ranges are checked by the library) or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (or auto)") from None
+
+
+def number(text: str) -> float:
+    return _number(float, "a number", None, None, False)(text)

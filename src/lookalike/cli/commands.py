@@ -25,13 +25,21 @@ def _open(
 def cmd_index(args: argparse.Namespace) -> int:
     from ..ingest.decode import DecodeLimits
     from ..ingest.download import DownloadOptions
+    from ..store.settings import KNOBS
     from .progress import Progress
 
-    if not args.sources and args.index_type is None and args.max_memory is None:
+    options = {name: getattr(args, name) for name in [*KNOBS, "recall_target"]}
+    configure = (
+        args.index_type is not None
+        or args.max_memory is not None
+        or any(v is not None for v in options.values())
+    )
+    if not args.sources and not configure:
         if args.model_path is None:
             raise InvalidInput(
-                "give a SOURCE to index, --index / --max-memory to change the index, or"
-                " --model-path to point the collection at its moved model folder"
+                "give a SOURCE to index, --index / --max-memory / --recall-target / a knob to"
+                " change the index, or --model-path to point the collection at its moved model"
+                " folder"
             )
         coll = _open(args, model_path=args.model_path)  # checks (and records) the model
         coll.close()
@@ -43,7 +51,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         coll = _open(args, model=args.model, model_path=args.model_path)
         _print_notes(coll.notes)
         try:
-            coll.index.configure(args.index_type, args.max_memory)
+            _notes(coll.index.configure(args.index_type, args.max_memory, **options))
             idx = coll.index.ensure()
         finally:
             coll.close()
@@ -55,9 +63,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     coll = _open(args, create=True, model=args.model, model_path=args.model_path)
     _print_notes(coll.notes)
-    if args.index_type is not None or args.max_memory is not None:
+    if configure:
         try:
-            coll.index.configure(args.index_type, args.max_memory)
+            _notes(coll.index.configure(args.index_type, args.max_memory, **options))
         except LookalikeError:
             coll.close()
             raise
@@ -94,8 +102,15 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  skipped {path}: {reason}{' (' + detail + ')' if detail else ''}")
         if len(report.skipped_files) > 10:
             print(f"  ... and {len(report.skipped_files) - 10} more (`lookalike info` lists them)")
+        if idx.get("count"):
+            print(_index_line(idx))
     _print_index_notes(idx)
     return 0
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"lookalike: note: {note}", file=sys.stderr)
 
 
 def _index_line(idx: dict[str, Any]) -> str:
@@ -110,6 +125,8 @@ def _index_line(idx: dict[str, Any]) -> str:
     params = idx.get("params") or {}
     if params:
         line += "\n            params " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+        if idx.get("explicit"):
+            line += f" (given: {', '.join(idx['explicit'])}; the rest chosen or tuned)"
     lat = idx.get("latency_ms") or {}
     if idx.get("recall_at_10") is not None:
         line += f"\n            recall@10 {idx['recall_at_10']:.3f} (target {idx['recall_target']})"

@@ -18,6 +18,19 @@ def _threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+LEVEL = "exact, near (default) or similar: see the description above"
+THRESHOLD = (
+    "exact: not used (pixels or bytes are equal); near: the largest Hamming distance, a whole "
+    "number 0-64 of the 128 phash + dHash bits (default 12), or with --hashes phash 0-32 of "
+    "the 64 phash bits (default 8); similar: the smallest embedding cosine, -1 to 1 "
+    "(default 0.95)"
+)
+HASHES = (
+    "near: all = phash + dHash of the image, its mirror and its trimmed content "
+    "(reads each file once, then cached); phash = the stored phash only (fastest)"
+)
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "duplicates",
@@ -30,20 +43,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "similar = embedding cosine >= threshold (default 0.95)."
         ),
     )
-    p.add_argument("--level", choices=["exact", "near", "similar"], default="near")
-    p.add_argument(
-        "--threshold",
-        type=_threshold,
-        metavar="T",
-        help="near: max Hamming distance, phash + dHash bits 0-64 (default 12; with "
-        "--hashes phash: phash bits 0-32, default 8); similar: min cosine (default 0.95)",
-    )
+    p.add_argument("--level", choices=["exact", "near", "similar"], default="near", help=LEVEL)
+    p.add_argument("--threshold", type=_threshold, metavar="T", help=THRESHOLD)
     p.add_argument(
         "--hashes",
         choices=["all", "phash"],
         default="all",
-        help="near: all = phash + dHash of the image, its mirror and its trimmed content "
-        "(reads each file once, then cached); phash = the stored phash only (fastest)",
+        help=HASHES,
     )
     p.add_argument(
         "--against",
@@ -95,15 +101,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="CSV with path (or id), group[, edit] columns, or a JSON list of groups",
     )
-    d.add_argument("--level", choices=["exact", "near", "similar"], default="near")
-    d.add_argument("--threshold", type=_threshold, metavar="T")
-    d.add_argument("--hashes", choices=["all", "phash"], default="all")
+    d.add_argument(
+        "--level",
+        choices=["exact", "near", "similar"],
+        default="near",
+        help="level of the finder to evaluate (default near)",
+    )
+    d.add_argument("--threshold", type=_threshold, metavar="T", help=THRESHOLD)
+    d.add_argument("--hashes", choices=["all", "phash"], default="all", help=HASHES)
     d.add_argument(
         "--predictions",
         metavar="FILE",
         help="evaluate a `duplicates --out` file instead of running the finder",
     )
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     d.set_defaults(func=cmd_evaluate_duplicates)
 
     m = evsub.add_parser(
@@ -111,11 +122,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="build a near-duplicate test set with known edits from an image folder",
     )
-    m.add_argument("src", metavar="SRC_DIR")
-    m.add_argument("out", metavar="OUT_DIR")
-    m.add_argument("--originals", type=non_negative_int, default=200, metavar="N")
-    m.add_argument("--distractors", type=non_negative_int, default=400, metavar="N")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("src", metavar="SRC_DIR", help="folder of images to pick from")
+    m.add_argument(
+        "out",
+        metavar="OUT_DIR",
+        help="new (or empty) folder for originals/, distractors/, edited/ and ground_truth.csv",
+    )
+    m.add_argument(
+        "--originals",
+        type=non_negative_int,
+        default=200,
+        metavar="N",
+        help="images that get edited copies (default 200)",
+    )
+    m.add_argument(
+        "--distractors",
+        type=non_negative_int,
+        default=400,
+        metavar="N",
+        help="images without any duplicate (default 400)",
+    )
+    m.add_argument(
+        "--seed", type=int, default=0, help="random seed: same seed, same set (default 0)"
+    )
     m.set_defaults(func=cmd_make_duplicates)
 
 
@@ -133,6 +162,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             raise InvalidInput("--undo cannot be combined with --move-to or --apply")
         ureport = undo_moves(args.undo)
         print(f"restored {ureport.restored}, not moved {ureport.not_moved}")
+        for path, back in ureport.renamed:
+            print(f"  {path} existed: restored as {back}")
         for path, why in ureport.skipped:
             print(f"  skipped {path}: {why}")
         return 1 if ureport.skipped else 0

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
-from .argtypes import non_negative_int, positive_float, positive_int, score
+from ..store.planning import AUTO_EXACT_MAX
+from .argtypes import int_or_auto, non_negative_int, number, positive_float, positive_int, score
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
 EXIT_USAGE = 2
@@ -37,6 +38,53 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# (option, settings name, help): the knobs of `lookalike index`, remembered by the collection
+KNOB_OPTIONS = [
+    ("--hnsw-m", "hnsw_m", "hnsw: links per node, 2-256 (default 16; hnswlib's M)"),
+    (
+        "--ef-construction",
+        "ef_construction",
+        "hnsw: candidate list while building, 1-32768 (default 80)",
+    ),
+    (
+        "--ef-search",
+        "ef_search",
+        "hnsw: candidate list while searching, 1-32768 (default: tuned to --recall-target; "
+        "hnswlib's ef)",
+    ),
+    (
+        "--nlist",
+        "nlist",
+        "ivf-sq8/ivf-pq: inverted lists, 1 up to the item count (default about 4*sqrt(N); "
+        "a larger value is clamped to the item count, with a note)",
+    ),
+    (
+        "--nprobe",
+        "nprobe",
+        "ivf-sq8/ivf-pq: lists searched per query, 1 up to nlist (default: tuned to "
+        "--recall-target)",
+    ),
+    ("--pq-m", "pq_m", "ivf-pq: bytes per vector code, dividing the dimension (default dim/8)"),
+]
+
+
+def _index_knobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recall-target",
+        type=number,
+        metavar="R",
+        help="recall@10 the search knob is tuned to, 0 < R <= 1 (default 0.95; remembered)",
+    )
+    for flag, dest, text in KNOB_OPTIONS:
+        p.add_argument(
+            flag,
+            dest=dest,
+            type=int_or_auto,
+            metavar="N",
+            help=text + "; used as given, remembered; auto forgets it",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -60,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sources",
         nargs="*",
         metavar="SOURCE",
-        help="folder, image file, or CSV/JSONL manifest (none: only apply --index/--max-memory)",
+        help="folder, image file, or CSV/JSONL manifest (none: only apply the index options)",
     )
     model = p.add_mutually_exclusive_group()
     model.add_argument(
@@ -83,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-aspect",
         type=positive_float,
         metavar="R",
-        help="skip images longer than R times their width (banners)",
+        help="skip images whose long side is more than R times their short side "
+        "(wide banners and tall strips alike; R >= 1)",
     )
     p.add_argument(
         "--max-megapixels",
@@ -129,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--index",
         dest="index_type",
         choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh"],
-        help="search index: auto (default; exact up to ~50k items, then HNSW or IVF), "
-        "flat (exact), hnsw, ivf-sq8, ivf-pq, lsh; remembered by the collection",
+        help=f"search index, remembered by the collection: auto (default: exact flat search "
+        f"up to {AUTO_EXACT_MAX:,} items, then ivf-sq8, or ivf-pq when --max-memory is too "
+        "small for ivf-sq8), flat (exact), hnsw, ivf-sq8, ivf-pq, lsh",
     )
     p.add_argument(
         "--max-memory",
@@ -139,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory budget for the index, e.g. 512MB or 2GB (remembered; vectors are "
         "memory-mapped apart)",
     )
+    _index_knobs(p)
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -161,16 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
 
     p = sub.add_parser("info", parents=[common], help="describe a collection")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the description as one JSON object (the index under `index`)",
+    )
 
     p = sub.add_parser("remove", parents=[common], help="remove items by id")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument(
+        "ids", nargs="+", metavar="ID", help="id of an item to remove (several may be given)"
+    )
 
     p = sub.add_parser(
         "export", parents=[common], help="export ids, paths, labels, metadata and vectors"
     )
-    p.add_argument("--format", required=True, choices=["npy", "parquet"])
-    p.add_argument("out", metavar="OUT")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["npy", "parquet"],
+        help="npy: OUT is a folder with vectors.npy and items.jsonl (row i = line i); "
+        "parquet: OUT is one file with a vector column",
+    )
+    p.add_argument(
+        "out", metavar="OUT", help="file to write (--format parquet) or folder (--format npy)"
+    )
 
     sub.add_parser("models", parents=[common], help="list the models in the registry")
 

@@ -8,11 +8,16 @@ merged with any earlier manifest in that folder), then moves the files one by on
   one has changed since indexing: it is skipped and reported (so is a group whose keeper
   is missing or changed: the duplicate relation may no longer hold);
 * ``os.rename`` within a filesystem; across filesystems (``EXDEV``) copy to ``DEST.part``,
-  fsync, verify the sha256, rename into place, and only then remove the original;
+  fsync, verify the sha256, remove the original, then rename the copy into place;
+* a destination that is already taken (an earlier ``--apply`` into the same folder, or any
+  other file) is never overwritten nor taken for the file: the move gets a fresh name
+  (``name-1.jpg``, ``name-2.jpg``...), chosen and written to the manifest before moving;
 * every step can be interrupted: re-running the same command finds files already at their
-  destination (done), a verified copy next to its original (removes the original) or a
-  stale ``.part`` (copies again). The manifest lists the whole plan from the start, so
-  :func:`undo_moves` works after an interruption too: it moves back what was moved.
+  destination (done), a verified ``DEST.part`` whose original is already removed (renames
+  it into place) or a stale ``.part`` next to its original (copies again). The manifest
+  lists the whole plan from the start, keyed by destination (two applies that moved the
+  same path keep both entries), so :func:`undo_moves` works after an interruption too: it
+  moves back everything that was moved.
 """
 
 from __future__ import annotations
@@ -142,14 +147,20 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _write_manifest(target: Path, moves: list[Move], collection: str) -> Path:
+def _manifest_entries(target: Path) -> list[dict[str, Any]]:
     path = target / MANIFEST_NAME
-    entries: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for entry in read_manifest(path).get("moves", []):
-            entries[entry["src"]] = entry
+    return list(read_manifest(path).get("moves", [])) if path.exists() else []
+
+
+def _write_manifest(
+    target: Path, moves: list[Move], collection: str, previous: list[dict[str, Any]]
+) -> Path:
+    """Merge ``moves`` into the folder's manifest. Entries are keyed by destination, so a
+    file moved twice (two applies) keeps both entries and undo restores both."""
+    path = target / MANIFEST_NAME
+    entries: dict[str, dict[str, Any]] = {e["dest"]: e for e in previous}
     for mv in moves:
-        entries[mv.src] = asdict(mv)
+        entries[mv.dest] = asdict(mv)
     write_json_atomic(
         path,
         {
@@ -162,6 +173,30 @@ def _write_manifest(target: Path, moves: list[Move], collection: str) -> Path:
         },
     )
     return path
+
+
+def fresh_name(path: str, claimed: set[str] | frozenset[str] = frozenset()) -> str:
+    """``path``, or ``stem-1.ext``, ``stem-2.ext``... : the first name not on disk (nor its
+    ``.part``) and not in ``claimed``."""
+    p = Path(path)
+    candidate, n = path, 0
+    while (
+        candidate in claimed or os.path.lexists(candidate) or os.path.lexists(candidate + ".part")
+    ):
+        n += 1
+        candidate = str(p.with_name(f"{p.stem}-{n}{p.suffix}"))
+    return candidate
+
+
+def _holds(path: str, mv: Move | dict[str, Any]) -> bool:
+    """Whether ``path`` holds the moved file's bytes (size/mtime, else sha256)."""
+    get = mv.get if isinstance(mv, dict) else mv.__dict__.get
+    sha, size, mtime_ns = get("sha256"), get("size"), get("mtime_ns")
+    if not os.path.isfile(path):
+        return False
+    if sha is None:
+        return not path.endswith(".part")  # an unverifiable copy is never trusted
+    return _unchanged(path, size, mtime_ns, sha)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -178,8 +213,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def move_file(src: str, dest: str, sha: str | None = None) -> None:
-    """Rename ``src`` to ``dest``; across filesystems copy, verify, then remove ``src``."""
+    """Rename ``src`` to ``dest``; across filesystems copy to ``DEST.part``, verify, remove
+    ``src``, then rename the copy into place (an interruption leaves a verified ``.part``
+    that :func:`apply_moves` and :func:`undo_moves` finish). Never overwrites ``dest``."""
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(dest):
+        raise OSError(errno.EEXIST, f"{dest} exists")
     try:
         os.rename(src, dest)
         _fsync_dir(Path(dest).parent)
@@ -195,28 +234,70 @@ def move_file(src: str, dest: str, sha: str | None = None) -> None:
     if sha256_file(part) != expected:
         os.remove(part)
         raise OSError(errno.EIO, f"copy of {src} does not match the original; nothing removed")
-    os.replace(part, dest)
     _fsync_dir(Path(dest).parent)
     os.remove(src)
+    _finish_part(part, dest)
+
+
+def _finish_part(part: str, dest: str) -> None:
+    os.replace(part, dest)
+    _fsync_dir(Path(dest).parent)
+
+
+def _locate(mv: Move, earlier: dict[str, list[str]]) -> tuple[str, str] | None:
+    """Where a move whose source is gone left the file: ("done", dest) or ("part", dest)
+    (a verified copy awaiting its rename), looking at the planned destination and those
+    earlier applies recorded for the same source."""
+    for dest in [mv.dest, *earlier.get(mv.src, [])]:
+        if os.path.exists(dest) and (mv.sha256 is None or sha256_file(dest) == mv.sha256):
+            return "done", dest
+        if mv.sha256 is not None and _holds(dest + ".part", mv):
+            return "part", dest
+    return None
 
 
 def apply_moves(moves: list[Move], target: str | os.PathLike[str], collection: str) -> MoveReport:
-    """Carry out ``moves`` (see the module docs); safe to re-run after an interruption."""
+    """Carry out ``moves`` (see the module docs); safe to re-run after an interruption.
+
+    A destination already taken (by an earlier apply, or anything else) is never
+    overwritten, and its file is never taken for this one: the move gets a fresh name
+    (``name-1.jpg``...), recorded in the manifest before anything moves."""
     target_dir = Path(target)
     if target_dir.exists() and not target_dir.is_dir():
         raise InvalidInput(f"--move-to {target_dir} exists and is not a folder")
     target_dir.mkdir(parents=True, exist_ok=True)
+    previous = _manifest_entries(target_dir.resolve())
+    earlier: dict[str, list[str]] = {}
+    for entry in previous:
+        earlier.setdefault(entry["src"], []).append(entry["dest"])
     report = MoveReport()
-    report.manifest = _write_manifest(target_dir.resolve(), moves, collection)
-    keeper_ok: dict[str, bool] = {}
+    plan: list[tuple[Move, str]] = []  # (move, what to do: move / done / part / missing)
+    claimed: set[str] = set()
     for mv in moves:
-        src_exists = os.path.lexists(mv.src)
-        dest_exists = os.path.exists(mv.dest)
-        if not src_exists:
-            if dest_exists and (mv.sha256 is None or sha256_file(mv.dest) == mv.sha256):
-                report.already.append(mv)
-            else:
-                report.skipped.append((mv, "missing (moved or deleted since indexing)"))
+        if os.path.lexists(mv.src):
+            ours = mv.dest in earlier.get(mv.src, ()) and not os.path.lexists(mv.dest)
+            if not ours or mv.dest in claimed:  # (ours: a stale .part of it is recopied)
+                mv.dest = fresh_name(mv.dest, claimed)
+            claimed.add(mv.dest)
+            plan.append((mv, "move"))
+            continue
+        found = _locate(mv, earlier)
+        if found is not None:
+            mv.dest = found[1]
+        plan.append((mv, found[0] if found else "missing"))
+    recorded = [mv for mv, what in plan if what != "missing"]
+    report.manifest = _write_manifest(target_dir.resolve(), recorded, collection, previous)
+    keeper_ok: dict[str, bool] = {}
+    for mv, what in plan:
+        if what == "missing":
+            report.skipped.append((mv, "missing (moved or deleted since indexing)"))
+            continue
+        if what == "done":
+            report.already.append(mv)
+            continue
+        if what == "part":  # interrupted after the verified copy and the source's removal
+            _finish_part(mv.dest + ".part", mv.dest)
+            report.moved.append(mv)
             continue
         if not _unchanged(mv.src, mv.size, mv.mtime_ns, mv.sha256):
             report.skipped.append((mv, "changed since indexing"))
@@ -227,13 +308,6 @@ def apply_moves(moves: list[Move], target: str | os.PathLike[str], collection: s
             )
         if not keeper_ok[mv.keeper]:
             report.skipped.append((mv, f"its keeper {mv.keeper} is missing or changed"))
-            continue
-        if dest_exists:
-            if mv.sha256 is not None and sha256_file(mv.dest) == mv.sha256:
-                os.remove(mv.src)  # an interrupted cross-filesystem move: copy verified
-                report.moved.append(mv)
-            else:
-                report.skipped.append((mv, f"destination {mv.dest} exists"))
             continue
         try:
             move_file(mv.src, mv.dest, mv.sha256)
@@ -250,23 +324,41 @@ class UndoReport:
     restored: int = 0
     not_moved: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # (original path, where the file went back) when the original path was taken again
+    renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def undo_moves(manifest: str | os.PathLike[str]) -> UndoReport:
-    """Move every file listed in an undo manifest back to where it was."""
+    """Move every file listed in an undo manifest back to where it was.
+
+    A file whose original path is taken again (by another file, or by the same file moved
+    by a second apply) goes back beside it under a fresh name (``name-1.jpg``); a file
+    whose content changed since it was moved is left in place and reported."""
     data = read_manifest(manifest)
     report = UndoReport()
     for entry in reversed(data.get("moves", [])):
         src, dest = entry["src"], entry["dest"]
-        if os.path.exists(dest) and not os.path.lexists(src):
-            try:
-                move_file(dest, src, entry.get("sha256"))
-            except OSError as exc:
-                report.skipped.append((dest, f"cannot move back: {exc.strerror or exc}"))
-                continue
-            report.restored += 1
-        elif os.path.exists(dest):
-            report.skipped.append((dest, f"{src} exists again; left both in place"))
+        if os.path.lexists(dest):
+            where = dest
+        elif _holds(dest + ".part", entry):
+            where = dest + ".part"  # apply interrupted before its last rename
         else:
-            report.not_moved += 1
+            if not os.path.lexists(src) and _holds(src + ".part", entry):
+                _finish_part(src + ".part", src)  # an earlier undo interrupted likewise
+                report.restored += 1
+            else:
+                report.not_moved += 1
+            continue
+        if not _holds(where, entry):
+            report.skipped.append((dest, "changed since it was moved; left in place"))
+            continue
+        back = fresh_name(src)
+        try:
+            move_file(where, back, entry.get("sha256"))
+        except OSError as exc:
+            report.skipped.append((dest, f"cannot move back: {exc.strerror or exc}"))
+            continue
+        report.restored += 1
+        if back != src:
+            report.renamed.append((src, back))
     return report

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
+from ..errors import UnknownLabel
 from ..store.base import VectorStore
 from ..store.catalog import Catalog
 from .hits import Hit
@@ -60,3 +63,23 @@ def ranked_hits(
         if len(hits) >= k or fetch >= total or below:
             return hits
         fetch *= 4
+
+
+def check_label(catalog: Catalog, label: str) -> None:
+    """Raise :class:`UnknownLabel` when no item has ``label``, naming the nearest labels."""
+    if catalog.has_label(label):
+        return
+    labels = catalog.labels()
+    if not labels:
+        raise UnknownLabel(f"unknown label {label!r}: no item of this collection has a label")
+    count = f"{len(labels)} label{'s' if len(labels) != 1 else ''}"
+    near = difflib.get_close_matches(label, labels, n=3)
+    if near:
+        raise UnknownLabel(
+            f"unknown label {label!r}; nearest: {', '.join(near)} (the collection has {count})"
+        )
+    shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    raise UnknownLabel(
+        f"unknown label {label!r}: the collection has {count}, none of them close to "
+        f"{label!r} ({shown})"
+    )

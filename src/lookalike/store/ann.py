@@ -263,15 +263,26 @@ class IvfStore(AnnStore):
 
     @classmethod
     def create(
-        cls, dim: int, sample: np.ndarray, rerank: Rerank | None, n: int, pq: bool = False
+        cls,
+        dim: int,
+        sample: np.ndarray,
+        rerank: Rerank | None,
+        n: int,
+        pq: bool = False,
+        nlist: int | None = None,
+        pq_m: int | None = None,
     ) -> IvfStore:
+        """``nlist`` (default: about 4*sqrt(n), at most one list per 40 training vectors)
+        and ``pq_m`` (default: one byte per 8 dims) as given, at most one list per
+        training vector."""
         faiss = _faiss()
-        nlist = default_nlist(n)
-        nlist = min(nlist, max(1, len(sample) // 40))
+        if nlist is None:
+            nlist = min(default_nlist(n), max(1, len(sample) // 40))
+        nlist = max(1, min(nlist, len(sample)))
         quantizer = faiss.IndexFlatIP(dim)
-        params: dict[str, Any] = {"nlist": nlist, "nprobe": 8}
+        params: dict[str, Any] = {"nlist": nlist, "nprobe": min(8, nlist)}
         if pq:
-            m = pq_subquantizers(dim)
+            m = pq_m or pq_subquantizers(dim)
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             params["pq_m"] = m
         else:
@@ -279,6 +290,8 @@ class IvfStore(AnnStore):
                 quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
             )
         index.cp.niter = 10
+        # a given nlist may have fewer than FAISS's 39 training points per list: no warning
+        index.cp.min_points_per_centroid = max(1, min(39, len(sample) // nlist))
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         store = cls(dim, index, params, rerank)
         store.kind = "ivf-pq" if pq else "ivf-sq8"

@@ -267,6 +267,15 @@ class Catalog:
         """The vector slots of the items with this label (uses the label index)."""
         return [r[0] for r in self.db.execute("SELECT slot FROM items WHERE label = ?", (label,))]
 
+    def has_label(self, label: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM items WHERE label = ? LIMIT 1", (label,)).fetchone()
+        return row is not None
+
+    def labels(self) -> list[str]:
+        """Every distinct label of the items (uses the label index)."""
+        rows = self.db.execute("SELECT DISTINCT label FROM items WHERE label IS NOT NULL")
+        return sorted(r[0] for r in rows)
+
     def id_exists(self, item_id: str) -> bool:
         return (
             self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None

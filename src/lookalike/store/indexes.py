@@ -4,13 +4,16 @@ The index records the catalog generation it reflects. When it is missing, damage
 (for example after a crash between a catalog commit and the index save) it is rebuilt from
 the stored vectors, which are the source of truth.
 
-Which index: ``settings.json`` holds what the user asked for (``auto`` by default, and an
-optional memory budget); :func:`plan_index` turns that and the collection's size into an
-index type. ``auto`` stays exact (flat) up to :data:`AUTO_EXACT_MAX` items, then uses IVF-SQ8, or
-IVF-PQ when the memory budget requires it (:data:`AUTO_ORDER`); HNSW is there on request. Every ANN
-index is tuned after building to the smallest search setting whose recall@10 against exact
-search, measured on a held-out sample of the collection's own vectors, is at least
-:data:`RECALL_TARGET`; recall, memory and latency are stored in ``index.json``.
+Which index: ``settings.json`` holds what the user asked for (``auto`` by default, an
+optional memory budget, the recall target and explicit knobs: :mod:`.settings`);
+:func:`plan_index` turns that and the collection's size into an index type. ``auto`` stays
+exact (flat) up to :data:`AUTO_EXACT_MAX` items, then uses IVF-SQ8, or IVF-PQ when the memory
+budget requires it (:data:`AUTO_ORDER`); HNSW is there on request. Every ANN index is tuned
+after building (:mod:`.building`) to the smallest search setting whose recall@10 against
+exact search, measured on a held-out sample of the collection's own vectors, is at least the
+recall target (default :data:`RECALL_TARGET`), unless the user gave that knob; recall,
+memory and latency are stored in ``index.json``, with the settings the index was built from
+(changed settings rebuild it).
 
 Adds and removes are applied incrementally. After enough changes recall is measured again;
 when it is below target the search knob is raised, and when that is not enough (or
@@ -29,22 +32,24 @@ from typing import Any
 
 import numpy as np
 
-from . import planning
 from .base import VectorStore
 from .catalog import Catalog
 from .flat import FlatStore
 from .planning import (
-    ADD_CHUNK,
     ANN_TYPES,
-    HNSW_EF_CONSTRUCTION,
-    HNSW_M,
-    INDEX_TYPES,
     MIN_ITEMS,
-    RECALL_TARGET,
-    SAMPLE_SIZE,
     NoIndexFits,
     plan_index,
     write_json_atomic,
+)
+from .settings import (
+    build_key,
+    built_from,
+    describe_change,
+    merge_settings,
+    read_settings,
+    target_of,
+    write_settings,
 )
 from .vectors import RowReader, VectorFile
 
@@ -101,30 +106,51 @@ class IndexManager:
     # -- settings --------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self._settings_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        if not isinstance(data, dict) or data.get("requested") not in INDEX_TYPES:
-            data = {}
-        return {"requested": data.get("requested", "auto"), "max_memory": data.get("max_memory")}
+        """``requested``, ``max_memory``, ``recall_target`` and explicit ``knobs``."""
+        return read_settings(self._settings_path)
 
-    def configure(self, requested: str | None = None, max_memory: int | None = None) -> None:
-        """Record the wanted index type and memory budget (``None`` keeps the stored one).
+    def configure(
+        self,
+        requested: str | None = None,
+        max_memory: int | None = None,
+        *,
+        recall_target: float | None = None,
+        hnsw_m: int | str | None = None,
+        ef_construction: int | str | None = None,
+        ef_search: int | str | None = None,
+        nlist: int | str | None = None,
+        nprobe: int | str | None = None,
+        pq_m: int | str | None = None,
+    ) -> list[str]:
+        """Record the wanted index type, memory budget, recall target and knobs (``None``
+        keeps the stored one; ``"auto"`` forgets a knob). Returns notes for the user.
 
-        Raises :class:`NoIndexFits` (and stores nothing) when no index of the collection's
-        current size fits ``max_memory``; the index itself is brought in step by
-        :meth:`ensure` or the next change.
+        Raises :class:`InvalidInput` (and stores nothing) for a knob that does not apply to
+        the index type or is out of range, and :class:`NoIndexFits` when no index of the
+        collection's current size fits ``max_memory``. The index itself is brought in step
+        (rebuilt) by :meth:`ensure` or the next change.
         """
         old = self.settings()
-        new: dict[str, Any] = {
-            "requested": requested or old["requested"],
-            "max_memory": max_memory if max_memory is not None else old["max_memory"],
+        knobs = {
+            "hnsw_m": hnsw_m,
+            "ef_construction": ef_construction,
+            "ef_search": ef_search,
+            "nlist": nlist,
+            "nprobe": nprobe,
+            "pq_m": pq_m,
         }
-        plan_index(new["requested"], self.catalog.count(), self.dim, self.binary, new["max_memory"])
+        new, notes = merge_settings(old, requested, max_memory, recall_target, knobs, self.dim)
+        n = self.catalog.count()
+        plan_index(
+            new["requested"], n, self.dim, self.binary, new["max_memory"], knobs=new["knobs"]
+        )
         if new != old:
-            self.folder.mkdir(exist_ok=True)
-            write_json_atomic(self._settings_path, new)
+            write_settings(self._settings_path, new)
+            change = describe_change(old, new)
+            meta = self._index_meta()
+            if change and meta is not None and built_from(meta) != build_key(new):
+                notes.append(f"index settings changed ({change}): the index is rebuilt")
+        return notes
 
     def _plan(self, n: int, current: str | None) -> tuple[str, str | None, str | None]:
         """(type, note, warning): like :func:`plan_index`, but when nothing fits the budget
@@ -132,7 +158,7 @@ class IndexManager:
         s = self.settings()
         try:
             kind, note = plan_index(
-                s["requested"], n, self.dim, self.binary, s["max_memory"], current
+                s["requested"], n, self.dim, self.binary, s["max_memory"], current, s["knobs"]
             )
             return kind, note, None
         except NoIndexFits as exc:
@@ -147,59 +173,17 @@ class IndexManager:
 
     def _build(self, kind: str) -> tuple[VectorStore, dict[str, Any]]:
         """A fresh index of every live vector, tuned and measured (measurements returned)."""
-        from .tuning import Sample, latency_ms, tune
+        from .building import build_index
 
-        slots = self._live_slots()
-        started = time.perf_counter()
-        if kind == "flat":
-            flat = FlatStore(self.dim, self.binary)
-            flat.add(slots, self.vectors.read(slots, self.catalog.next_slot))
-            measured: dict[str, Any] = {"recall_at_10": 1.0, "params": {}}
-            if len(slots):
-                rng = np.random.default_rng(0)
-                q = self._rows_any(rng.choice(slots, min(100, len(slots)), replace=False))
-                measured["latency_ms"] = latency_ms(flat, q, n=100)
-            measured["build_seconds"] = round(time.perf_counter() - started, 3)
-            return flat, measured
-        store = self._new_ann(kind, slots)
-        for start in range(0, len(slots), ADD_CHUNK):
-            part = slots[start : start + ADD_CHUNK]
-            store.add(part, self._rows(part))
-        sample = Sample.draw(self._rows, slots, SAMPLE_SIZE)
-        _value, got = tune(store, sample, planning.RECALL_TARGET)
-        if got < planning.RECALL_TARGET:
-            log.warning(
-                "%s index reaches recall@10 %.3f at best, below the %.2f target",
-                kind,
-                got,
-                RECALL_TARGET,
-            )
-        measured = {
-            "params": dict(store.params),
-            "recall_at_10": round(got, 4),
-            "recall_queries": len(sample.slots),
-            "latency_ms": latency_ms(store, sample.vectors),
-            "build_seconds": round(time.perf_counter() - started, 3),
-        }
-        return store, measured
-
-    def _rows_any(self, slots: np.ndarray) -> np.ndarray:
-        return self.vectors.read(slots, self.catalog.next_slot)
-
-    def _new_ann(self, kind: str, slots: np.ndarray) -> Any:
-        from .ann import HnswStore, IvfStore, LshStore, default_nlist
-
-        rng = np.random.default_rng(0)
-        if kind in ("ivf-sq8", "ivf-pq"):
-            n_train = min(len(slots), max(default_nlist(len(slots)) * 40, 10_000))
-        else:
-            n_train = min(len(slots), 20_000)
-        train = self._rows(np.sort(rng.choice(slots, n_train, replace=False)))
-        if kind == "hnsw":
-            return HnswStore.create(self.dim, train, self._rows, HNSW_M, HNSW_EF_CONSTRUCTION)
-        if kind in ("ivf-sq8", "ivf-pq"):
-            return IvfStore.create(self.dim, train, self._rows, len(slots), pq=kind == "ivf-pq")
-        return LshStore.create(self.dim, train, self._rows)
+        return build_index(
+            kind,
+            self.dim,
+            self.binary,
+            self._live_slots(),
+            self._rows,
+            lambda slots: self.vectors.read(slots, self.catalog.next_slot),
+            self.settings(),
+        )
 
     def _load(self, meta: dict[str, Any], mmap: bool) -> VectorStore:
         kind = str(meta.get("type", "flat"))
@@ -236,10 +220,11 @@ class IndexManager:
                 "type": kind,
                 "requested": settings["requested"],
                 "max_memory": settings["max_memory"],
+                "recall_target": target_of(settings),
+                "settings": build_key(settings),
                 "generation": generation,
                 "count": len(store),
                 "metric": "hamming" if self.binary else "cosine",
-                "recall_target": RECALL_TARGET,
                 "tombstones": int(getattr(store, "tombstones", 0)),
                 "params": dict(getattr(store, "params", {})),
             }
@@ -262,6 +247,11 @@ class IndexManager:
     ) -> tuple[VectorStore, dict[str, Any]]:
         kind, note, warning = self._plan(self.catalog.count(), (old or {}).get("type"))
         store, measured = self._build(kind)
+        notes = [note] if note else []
+        notes += measured.pop("notes", [])
+        warnings = [warning] if warning else []
+        warnings += measured.pop("warnings", [])
+        note, warning = "; ".join(notes) or None, "; ".join(warnings) or None
         meta: dict[str, Any] = {
             "built_at": time.time(),
             "rebuilt_from_vectors": reason is not None,
@@ -323,8 +313,7 @@ class IndexManager:
                 meta is None
                 or meta.get("generation") != generation
                 or meta.get("type") != kind
-                or meta.get("requested") != settings["requested"]
-                or meta.get("max_memory") != settings["max_memory"]
+                or built_from(meta) != build_key(settings)
                 or not self._file_for(kind).exists()
             )
             if stale:
@@ -344,6 +333,8 @@ class IndexManager:
         if meta is not None and meta.get("generation") == gen_before:
             if meta.get("type") != kind:
                 reason = f"the collection now has {n} items: {meta.get('type')} -> {kind}"
+            elif built_from(meta) != build_key(self.settings()):
+                reason = "the index settings changed"
             else:
                 try:
                     store = self._load(meta, mmap=False)
@@ -378,8 +369,10 @@ class IndexManager:
         self, store: Any, meta: dict[str, Any], changes: int, added: list[int]
     ) -> str | None:
         """Re-measure recall once enough changed; raise the knob, or say why to rebuild."""
+        from .building import SEARCH_KNOB
         from .tuning import recheck_recall
 
+        settings = self.settings()
         return recheck_recall(
             store,
             meta,
@@ -388,7 +381,8 @@ class IndexManager:
             self._rows,
             self._live_slots,
             seed=int(self.catalog.generation),
-            target=planning.RECALL_TARGET,
+            target=target_of(settings),
+            fixed=SEARCH_KNOB.get(str(meta.get("type"))) in settings["knobs"],
         )
 
     def info(self) -> dict[str, Any]:
@@ -409,8 +403,10 @@ class IndexManager:
             "note": meta.get("note"),
             "warning": meta.get("warning"),
             "params": meta.get("params", {}),
+            "explicit": meta.get("explicit", []),
             "recall_at_10": meta.get("recall_at_10"),
-            "recall_target": meta.get("recall_target", planning.RECALL_TARGET),
+            "recall_target": meta.get("recall_target", target_of(self.settings())),
+            "knobs": self.settings()["knobs"],
             "recall_queries": meta.get("recall_queries"),
             "latency_ms": meta.get("latency_ms"),
             "build_seconds": meta.get("build_seconds"),

@@ -67,19 +67,24 @@ def format_size(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-def estimate_bytes(kind: str, n: int, dim: int, binary: bool = False) -> int:
-    """Memory an index of ``n`` vectors needs (the vectors file is memory-mapped apart)."""
+def estimate_bytes(
+    kind: str, n: int, dim: int, binary: bool = False, knobs: dict[str, int] | None = None
+) -> int:
+    """Memory an index of ``n`` vectors needs (the vectors file is memory-mapped apart),
+    with the explicit ``knobs`` of the collection's settings (``hnsw_m``, ``nlist``, ``pq_m``)."""
     from .ann import default_nlist, pq_subquantizers
 
+    knobs = knobs or {}
     if kind == "flat":
         return n * ((dim // 8 if binary else 4 * dim) + 16)
     if kind == "hnsw":  # SQ8 codes + level-0 links (2M) + upper levels + id map
-        return int(n * (dim + 2 * HNSW_M * 4 * 1.1 + 16))
-    centroids = default_nlist(n) * dim * 4
+        return int(n * (dim + 2 * knobs.get("hnsw_m", HNSW_M) * 4 * 1.1 + 16))
+    centroids = min(knobs.get("nlist", default_nlist(n)), max(n, 1)) * dim * 4
     if kind == "ivf-sq8":
         return n * (dim + 8) + centroids
     if kind == "ivf-pq":
-        return n * (pq_subquantizers(dim) + 8) + centroids + 256 * dim * 4
+        m = knobs.get("pq_m", pq_subquantizers(dim))
+        return n * (m + 8) + centroids + 256 * dim * 4
     if kind == "lsh":
         return n * (2 * dim // 8 + 16) + dim * dim * 4
     raise ValueError(kind)
@@ -92,6 +97,7 @@ def plan_index(
     binary: bool,
     max_memory: int | None,
     current: str | None = None,
+    knobs: dict[str, int] | None = None,
 ) -> tuple[str, str | None]:
     """The index type for ``n`` vectors, and a note when it differs from the request.
 
@@ -103,7 +109,7 @@ def plan_index(
         )
 
     def fits(kind: str) -> bool:
-        return max_memory is None or estimate_bytes(kind, n, dim, binary) <= max_memory
+        return max_memory is None or estimate_bytes(kind, n, dim, binary, knobs) <= max_memory
 
     def too_small() -> NoIndexFits:
         kinds = ["flat"] if binary else ["flat", "ivf-pq"]
@@ -151,6 +157,6 @@ def plan_index(
         return requested, None
     for kind in ("flat", "hnsw", "ivf-sq8", "ivf-pq"):
         if (kind == "flat" or n >= MIN_ITEMS[kind]) and fits(kind):
-            need = format_size(estimate_bytes(requested, n, dim))
+            need = format_size(estimate_bytes(requested, n, dim, knobs=knobs))
             return kind, f"{requested} would need about {need}, over --max-memory; using {kind}"
     raise too_small()

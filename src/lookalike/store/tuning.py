@@ -159,10 +159,12 @@ def recheck_recall(
     *,
     seed: int,
     target: float,
+    fixed: bool = False,
 ) -> str | None:
     """After incremental changes: once enough changed, measure recall@10 again on a fresh
     sample (favouring the added items) and raise the search knob when it drifted below
-    ``target``. Returns why the index must be rebuilt instead, or None. Updates ``meta``."""
+    ``target`` (unless the user ``fixed`` it: then the new recall is only recorded).
+    Returns why the index must be rebuilt instead, or None. Updates ``meta``."""
     if store.tombstones > TOMBSTONE_LIMIT * max(1, int(store.index.ntotal)):
         return f"{store.tombstones} removed items ({TOMBSTONE_LIMIT:.0%} limit)"
     changes += int(meta.get("changes_since_measure", 0))
@@ -179,7 +181,7 @@ def recheck_recall(
     )
     got = sample.measure(store)
     knob = store.knob
-    if got < target:
+    if got < target and not fixed:
         value, got = tune(store, sample, target, at_least=int(store.params[knob]))
         if got < target:
             return f"measured recall@10 {got:.3f} < {target} at {knob}={value}"
