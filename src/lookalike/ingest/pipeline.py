@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -25,6 +24,7 @@ import numpy as np
 from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
 from .decode import DecodeLimits, decode_image, pixel_hash
+from .procs import exit_with_parent, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,13 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(
-    preparer: Preparer, limits: DecodeLimits, draft: tuple[int, int] | None = None
+    preparer: Preparer,
+    limits: DecodeLimits,
+    draft: tuple[int, int] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     _worker_state["preparer"] = preparer
     _worker_state["limits"] = limits
     _worker_state["draft"] = draft
@@ -180,12 +185,13 @@ def run(
         for task in tasks:
             yield process(task, preparer, limits, draft)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context(preparer, limits)
+    initargs = (preparer, limits, draft, os.getpid())
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(preparer, limits, draft),
+        initargs=initargs,
     )
     # Tasks travel in small chunks: one future per file costs more in pickling and
     # scheduling than a drafted JPEG takes to hash.
@@ -218,14 +224,14 @@ def run(
                     max_workers=workers,
                     mp_context=ctx,
                     initializer=_init_worker,
-                    initargs=(preparer, limits, draft),
+                    initargs=initargs,
                 )
                 for t in pending:
                     single = ProcessPoolExecutor(
                         max_workers=1,
                         mp_context=ctx,
                         initializer=_init_worker,
-                        initargs=(preparer, limits, draft),
+                        initargs=initargs,
                     )
                     try:
                         yield single.submit(_work, t).result()
