@@ -21,6 +21,24 @@ from .decode import DecodeLimits
 
 log = logging.getLogger(__name__)
 
+_BAD_NAME = "the name is not valid UTF-8 (rename the file or folder to index it)"
+
+
+def catalog_text(text: str) -> str:
+    """``text`` as the catalog can store it: a path holding bytes that are not UTF-8
+    (``surrogateescape`` characters from the file system) gets U+FFFD in their place."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode(
+            "utf-8", "surrogateescape" if _escaped(text) else "surrogatepass"
+        ).decode("utf-8", "replace")
+    return text
+
+
+def _escaped(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) < 0xDC80 for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+
 
 class Target(Protocol):
     """What the indexer writes to (a ``Collection`` is one)."""
@@ -105,6 +123,7 @@ class Indexer:
         size: int | None,
         mtime_ns: int | None,
     ) -> None:
+        path, source = catalog_text(path), catalog_text(source)
         self.cat.record_skip(Skipped(path, source, reason, detail, size, mtime_ns))
         self.report.skipped += 1
         self.report.skipped_files.append((path, reason, detail))
@@ -117,7 +136,7 @@ class Indexer:
         from .sources import iter_entries
 
         gen_before = self.cat.generation
-        keys = {str(Path(s).resolve()) for s in sources}
+        keys = {catalog_text(str(Path(s).resolve())) for s in sources}
         bad_rows: list[tuple[str, str]] = []
         entries = list(
             iter_entries(
@@ -126,6 +145,8 @@ class Indexer:
                 on_error=lambda where, why: bad_rows.append((where, why)),
             )
         )
+        for e in entries:
+            e.source = catalog_text(e.source)
         keys |= {e.source for e in entries}
         with self.cat.transaction():
             for where, why in bad_rows:
@@ -140,6 +161,9 @@ class Indexer:
             for e in entries:
                 path = str(e.path)
                 seen_paths.add(path)
+                if catalog_text(path) != path:
+                    self._skip(path, e.source, "bad-name", _BAD_NAME, None, None)
+                    continue
                 try:
                     st = os.stat(path)
                 except OSError as exc:
