@@ -38,3 +38,38 @@ def test_names_that_are_not_utf8_never_stop_a_run(cli, tmp_path: Path) -> None:
         assert counts["indexed"] + counts["unchanged"] == 3 and counts["skipped"] == 2
     skipped = _skipped(cli)
     assert skipped == {"bad\ufffd.jpg": "bad-name", "inside.jpg": "bad-name"}
+
+
+def test_special_and_huge_files_are_skipped_by_type_and_size(cli, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    imagegen.save(imagegen.photo_like(1, (64, 48)), src / "good.jpg")
+    os.mkfifo(src / "fifo.jpg")
+    (src / "dangling.jpg").symlink_to(src / "missing.jpg")
+    (src / "loop.jpg").symlink_to(src / "loop.jpg")
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as fh:
+        fh.truncate(300 * 2**20)  # sparse: takes no disk space
+    other_fifo = tmp_path / "other-fifo.png"
+    os.mkfifo(other_fifo)
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f"path\n{other_fifo}\n/dev/zero\n{huge}\n{src / 'good.jpg'}\n")
+
+    r = _index(cli, str(src))
+    assert r.code == 0, r.err
+    assert r.json()["indexed"] == 1 and r.json()["skipped"] == 3
+    r = _index(cli, str(manifest))
+    assert r.code == 0, r.err
+    assert r.json()["skipped"] == 3
+    assert _skipped(cli) == {
+        "fifo.jpg": "not-a-file",
+        "dangling.jpg": "broken-link",
+        "loop.jpg": "broken-link",
+        "other-fifo.png": "not-a-file",
+        "zero": "not-a-file",
+        "huge.jpg": "too-big",
+    }
+    # the limit is a setting
+    r = _index(cli, str(manifest), "--max-file-mb", "400")
+    assert r.code == 0, r.err
+    assert "huge.jpg" in _skipped(cli) and _skipped(cli)["huge.jpg"] != "too-big"

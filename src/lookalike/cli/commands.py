@@ -50,7 +50,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             coll.close()
             raise
     limits = DecodeLimits(
-        max_megapixels=args.max_megapixels, min_side=args.min_side, max_aspect=args.max_aspect
+        max_megapixels=args.max_megapixels,
+        min_side=args.min_side,
+        max_aspect=args.max_aspect,
+        max_file_mb=args.max_file_mb,
     )
     show = not args.no_progress and sys.stderr.isatty()
     progress = Progress() if show else None

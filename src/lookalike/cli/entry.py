@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="decompression-bomb limit (default 100)",
     )
     p.add_argument(
+        "--max-file-mb",
+        type=positive_float,
+        default=256.0,
+        metavar="MB",
+        help="skip files larger than MB mebibytes, unread (default 256)",
+    )
+    p.add_argument(
         "--workers",
         type=non_negative_int,
         metavar="N",

@@ -15,6 +15,10 @@ raises :class:`~lookalike.errors.ImageRejected` with a short machine-friendly ``
 ``aspect``                long/short side ratio above ``DecodeLimits.max_aspect``
 ========================  ===========================================================
 
+Before any byte is read, the indexer also skips files that are not regular files
+(``not-a-file``: FIFOs, devices, sockets), symlinks that lead nowhere (``broken-link``) and
+files larger than ``DecodeLimits.max_file_mb`` (``too-big``).
+
 Nothing here changes Pillow's global state (``ImageFile.LOAD_TRUNCATED_IMAGES`` and
 ``Image.MAX_IMAGE_PIXELS`` are left alone); warnings Pillow emits while decoding are
 logged at debug level instead of being printed.
@@ -82,13 +86,21 @@ class DecodeLimits:
     ``min_side`` and ``max_aspect`` are optional content filters on the original
     (undrafted) dimensions: the shorter side must be ``>= min_side`` and
     ``long side / short side <= max_aspect`` (drops banners and strips).
+    ``max_file_mb``: files larger than this (in MiB) are skipped unread (``too-big``).
     """
 
     max_megapixels: float = 100.0
     min_side: int | None = None
     max_aspect: float | None = None
+    max_file_mb: float = 256.0
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
 
     def __post_init__(self) -> None:
+        if not self.max_file_mb > 0:
+            raise InvalidInput(f"max_file_mb must be > 0, got {self.max_file_mb!r}")
         if not self.max_megapixels > 0:
             raise InvalidInput(f"max_megapixels must be > 0, got {self.max_megapixels!r}")
         if self.min_side is not None and self.min_side < 1:

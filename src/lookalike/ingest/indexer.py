@@ -5,6 +5,7 @@ changed, renamed, vanished), decode and embed in the worker pipeline, commit in 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +39,14 @@ def catalog_text(text: str) -> str:
 
 def _escaped(text: str) -> bool:
     return all(not 0xD800 <= ord(c) < 0xDC80 for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+
+
+def _stat_problem(path: str, exc: OSError) -> tuple[str, str]:
+    if os.path.islink(path):
+        if exc.errno == errno.ELOOP:
+            return "broken-link", "symlink loop"
+        return "broken-link", f"symlink to a missing target ({exc.strerror or exc})"
+    return "unreadable", exc.strerror or str(exc)
 
 
 class Target(Protocol):
@@ -167,7 +176,12 @@ class Indexer:
                 try:
                     st = os.stat(path)
                 except OSError as exc:
-                    self._skip(path, e.source, "unreadable", exc.strerror or str(exc), None, None)
+                    self._skip(path, e.source, *_stat_problem(path, exc), None, None)
+                    continue
+                problem = pipeline.file_problem(st, self.limits.max_file_bytes)
+                if problem is not None:
+                    # no size/mtime: checked again on every run (the limit may change)
+                    self._skip(path, e.source, *problem, None, None)
                     continue
                 item = self.cat.by_path(path)
                 if item is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -99,9 +100,9 @@ def process(
     from ..models.phash import PhashPreparer, phash_int
 
     try:
-        st = os.stat(task.path)
-        with open(task.path, "rb") as fh:
-            data = fh.read()
+        st, data = _read_regular_file(task.path, limits.max_file_bytes)
+    except ImageRejected as exc:
+        return Result(task.key, "skipped", reason=exc.reason, detail=exc.detail)
     except OSError as exc:
         return Result(task.key, "skipped", reason="unreadable", detail=exc.strerror or str(exc))
     result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -131,6 +132,38 @@ def process(
             f"{type(exc).__name__}: {exc}",
         )
     return result
+
+
+def file_problem(st: os.stat_result, max_bytes: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` if a file with this ``stat`` must not be read, else None."""
+    if not stat.S_ISREG(st.st_mode):
+        return "not-a-file", f"a {_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')}, not a file"
+    if st.st_size > max_bytes:
+        return "too-big", f"{st.st_size / 2**20:,.0f} MiB, over the {max_bytes / 2**20:g} MiB limit"
+    return None
+
+
+_KINDS = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFDIR: "folder",
+}
+
+
+def _read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
+    """The file's stat and bytes; never blocks on a FIFO nor reads past ``max_bytes``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        problem = file_problem(st, max_bytes)
+        if problem is not None:
+            raise ImageRejected(*problem)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageRejected("too-big", f"over the {max_bytes / 2**20:g} MiB limit")
+    return st, data
 
 
 _worker_state: dict[str, Any] = {}

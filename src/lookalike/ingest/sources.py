@@ -229,12 +229,14 @@ def _iter_folder(
                 continue
             try:
                 is_dir = item.is_dir()
-                is_file = not is_dir and item.is_file()
-            except OSError:
-                continue
+                # Special files (FIFOs, devices...) and broken symlinks are yielded too: the
+                # indexer skips them with a reason instead of leaving them out unsaid.
+                usable = not is_dir and (item.is_file() or not item.is_symlink())
+            except OSError:  # a symlink loop
+                is_dir, usable = False, False
             if is_dir:
                 yield from walk(Path(item.path), f"{rel}{item.name}/")
-            elif is_file and os.path.splitext(item.name)[1].lower() in IMAGE_EXTENSIONS:
+            elif not usable or os.path.splitext(item.name)[1].lower() in IMAGE_EXTENSIONS:
                 yield Entry(
                     source=source,
                     path=Path(item.path),
