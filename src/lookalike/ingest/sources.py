@@ -26,6 +26,7 @@ a line such as ``{'asin': __import__('os').system('...')}`` is rejected, never r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -302,7 +303,7 @@ def _row_to_entry(record: Mapping[str, Any], manifest: Path, source: str) -> Ent
         path=path,
         url=url,
         id=values.get("id"),
-        relpath=path_text if path_text is not None else url or "",
+        relpath=_row_relpath(path, manifest) if path is not None else url or "",
         label=values.get("label"),
         metadata=metadata,
     )
@@ -323,6 +324,18 @@ def _resolve_row_path(text: str, manifest: Path) -> Path:
     if not path.is_absolute():
         path = manifest.parent / path
     return Path(os.path.normpath(path))
+
+
+def _row_relpath(path: Path, manifest: Path) -> str:
+    """What a row's id defaults to: its path relative to the manifest's folder, or, for a
+    file outside that folder, a short hash of its path and its name (never the absolute
+    path, which would show the server's folders in ids and URLs)."""
+    folder = os.path.normpath(manifest.parent)
+    text = os.fspath(path)
+    if text.startswith(folder.rstrip(os.sep) + os.sep):
+        return Path(os.path.relpath(text, folder)).as_posix()
+    digest = hashlib.sha256(os.fsencode(text)).hexdigest()[:12]
+    return f"{digest}/{path.name}"
 
 
 def _file_url_to_path(url: str) -> str:
