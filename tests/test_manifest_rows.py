@@ -3,6 +3,7 @@ manifests are recognised by content; ids never expose server paths."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import imagegen
@@ -44,3 +45,34 @@ def test_rows_without_an_id_get_an_id_relative_to_the_manifest(tmp_path: Path) -
     for item_id in ids:
         assert str(tmp_path) not in item_id and not item_id.startswith("/")
     assert any(i.endswith("b.jpg") for i in ids)
+
+
+def test_metadata_with_nan_infinity_or_deep_nesting_rejects_the_row(tmp_path: Path) -> None:
+    deep: object = "leaf"
+    for _ in range(20):
+        deep = {"d": deep}
+    lines = [
+        '{"path": "a.jpg", "score": 1.5}',
+        '{"path": "b.jpg", "score": NaN}',
+        '{"path": "c.jpg", "score": -Infinity}',
+        json.dumps({"path": "d.jpg", "tree": deep}),
+        "{'path': 'e.jpg', 'score': float('nan')}",
+        '{"path": "f.jpg", "nested": {"x": [Infinity]}}',
+        '{"path": "g.jpg"}',
+    ]
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    entries, errors = collect(manifest)
+    assert [e.relpath for e in entries] == ["a.jpg", "g.jpg"]
+    assert entries[0].metadata == {"score": 1.5}
+    name = str(manifest.resolve())
+    assert [where for where, _ in errors] == [f"{name}:{n}" for n in (2, 3, 4, 5, 6)]
+    assert all("\n" not in why for _, why in errors)
+    assert "NaN" in errors[0][1] or "nan" in errors[0][1]
+    assert "deeper" in errors[2][1]
+
+    array = tmp_path / "rows.json"
+    array.write_text('[{"path": "a.jpg"}, {"path": "b.jpg", "x": NaN}]')
+    entries, errors = collect(array)
+    assert [e.relpath for e in entries] == ["a.jpg"]
+    assert [where for where, _ in errors] == [f"{array.resolve()}:item 2"]

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError
+from ..errors import InvalidInput, SourceError
+from ..store.metadata import check_metadata
 from .manifests import (
     _ID_KEYS,
     _LABEL_KEYS,
@@ -298,6 +299,10 @@ def _row_to_entry(record: Mapping[str, Any], manifest: Path, source: str) -> Ent
         path = _resolve_row_path(_file_url_to_path(url), manifest)
     used = set(roles.values())
     metadata = {str(key): value for key, value in record.items() if key not in used}
+    try:
+        check_metadata(metadata)
+    except InvalidInput as exc:
+        raise _BadRow(str(exc)) from None
     return Entry(
         source=source,
         path=path,
