@@ -308,7 +308,13 @@ def _row_to_entry(record: Mapping[str, Any], manifest: Path, source: str) -> Ent
         path=path,
         url=url,
         id=values.get("id"),
-        relpath=_row_relpath(path, manifest) if path is not None else url or "",
+        relpath=(
+            _row_relpath(
+                path, manifest, path_text is None or Path(path_text).expanduser().is_absolute()
+            )
+            if path is not None
+            else url or ""
+        ),
         label=values.get("label"),
         metadata=metadata,
     )
@@ -331,13 +337,14 @@ def _resolve_row_path(text: str, manifest: Path) -> Path:
     return Path(os.path.normpath(path))
 
 
-def _row_relpath(path: Path, manifest: Path) -> str:
-    """What a row's id defaults to: its path relative to the manifest's folder, or, for a
-    file outside that folder, a short hash of its path and its name (never the absolute
+def _row_relpath(path: Path, manifest: Path, written_absolute: bool) -> str:
+    """What a row's id defaults to: its path relative to the manifest's folder (``../x``
+    when the row wrote it so), or, for a file outside that folder written as an absolute
+    path or file URL, a short hash of its path and its name (never the absolute
     path, which would show the server's folders in ids and URLs)."""
     folder = os.path.normpath(manifest.parent)
     text = os.fspath(path)
-    if text.startswith(folder.rstrip(os.sep) + os.sep):
+    if text.startswith(folder.rstrip(os.sep) + os.sep) or not written_absolute:
         return Path(os.path.relpath(text, folder)).as_posix()
     digest = hashlib.sha256(os.fsencode(text)).hexdigest()[:12]
     return f"{digest}/{path.name}"
