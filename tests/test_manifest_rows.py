@@ -32,6 +32,25 @@ def test_a_stray_quote_in_a_csv_spoils_only_its_own_line(tmp_path: Path) -> None
     assert "quote" in why
 
 
+def test_a_manifest_with_another_extension_is_recognised_by_its_content(
+    cli, tmp_path: Path
+) -> None:
+    imagegen.save(imagegen.photo_like(1, (64, 48)), tmp_path / "a.jpg")
+    imagegen.save(imagegen.photo_like(2, (64, 48)), tmp_path / "b.jpg")
+    (tmp_path / "list.txt").write_text("path,label\na.jpg,x\n")
+    (tmp_path / "more.txt").write_text(json.dumps({"path": "b.jpg"}) + "\n")
+    r = cli("index", "list.txt", "more.txt", "--model", "phash", "--collection", "c", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["indexed"] == 2 and r.json()["skipped"] == 0
+
+    (tmp_path / "notes.txt").write_text("just some notes\nnothing to index here\n")
+    r = cli("index", "notes.txt", "--model", "phash", "--collection", "c")
+    assert r.code != 0
+    assert "Traceback" not in r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "notes.txt" in lines[0] and "manifest" in lines[0]
+
+
 def test_rows_without_an_id_get_an_id_relative_to_the_manifest(tmp_path: Path) -> None:
     data = tmp_path / "srv" / "data"
     imagegen.save(imagegen.photo_like(1, (64, 48)), data / "imgs" / "a.jpg")

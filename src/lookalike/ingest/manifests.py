@@ -46,8 +46,9 @@ class _Plan:
     records: list[Any] | None = None  # json-array: the records, loaded while planning
 
 
-def _sniff_manifest(path: Path) -> _Plan:
-    """Check that a manifest is readable text in the expected format; raises SourceError."""
+def _sniff_manifest(path: Path, kind: Literal["csv", "json"] | None = None) -> _Plan:
+    """Check that a manifest is readable text in the expected format (``kind``, by default
+    told by the file name); raises SourceError."""
     try:
         with _open_binary(path) as fh:
             head = fh.read(_SNIFF_BYTES)
@@ -72,7 +73,7 @@ def _sniff_manifest(path: Path) -> _Plan:
         raise SourceError(f"cannot read manifest {path}: not UTF-8 text")
     text = head.decode("utf-8", "replace").removeprefix("\ufeff")
 
-    kind = _manifest_kind(path)
+    kind = kind or _manifest_kind(path)
     if kind == "csv":
         first_line = text.splitlines()[0] if text.strip() else ""
         delimiter = _guess_delimiter(first_line)

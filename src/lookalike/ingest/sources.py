@@ -33,7 +33,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import InvalidInput, SourceError
 from ..store.metadata import check_metadata
@@ -43,6 +43,7 @@ from .manifests import (
     _LOGGED_BAD_ROWS,
     _MANIFEST_READERS,
     _PATH_KEYS,
+    _SNIFF_BYTES,
     _URL_KEYS,
     _URL_RE,
     ErrorHandler,
@@ -156,9 +157,41 @@ def _plan(source: str | os.PathLike[str]) -> _Plan:
         return _Plan("folder", path)
     if not stat.S_ISREG(mode):
         raise SourceError(f"{text} is neither a file nor a folder")
-    if not is_manifest(path):
+    if is_manifest(path):
+        return _sniff_manifest(path)
+    if os.path.splitext(path.name)[1].lower() in IMAGE_EXTENSIONS or not _is_text(path):
         return _Plan("file", path)
-    return _sniff_manifest(path)
+    # Text under another name (list.txt...): a manifest if it reads as one, else an error
+    # (it is no image either).
+    try:
+        return _sniff_manifest(path, kind=_guess_kind(path))
+    except SourceError as exc:
+        raise SourceError(
+            f"{text} is not an image, and not a manifest (a CSV file with a 'path' or 'url' "
+            f"column, or JSON Lines): {str(exc).split(': ', 1)[-1]}"
+        ) from None
+
+
+def _is_text(path: Path) -> bool:
+    """True when the file's start is non-empty UTF-8 text (images hold NUL bytes early)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the end
+    return True
+
+
+def _guess_kind(path: Path) -> Literal["csv", "json"]:
+    with open(path, "rb") as fh:
+        start = fh.read(_SNIFF_BYTES).decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    return "json" if start[:1] in ("{", "[") else "csv"
 
 
 def _exclude_keys(exclude: Sequence[str | os.PathLike[str]]) -> set[tuple[int, int]]:
