@@ -22,7 +22,6 @@ from .errors import (
     InvalidInput,
     ItemNotFound,
     ModelMismatch,
-    NotACollection,
 )
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
@@ -87,6 +86,16 @@ class Collection:
 
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
+        if not marker.is_file() and create and not readonly and not root.is_file():
+            # Create under the folder's lock, so that processes racing to create the same
+            # collection take turns: the first creates it, the others then open it.
+            embedder = load_embedder(model, model_path, threads=threads)
+            embedder.load()  # fail before creating anything if the model is unavailable
+            root.mkdir(parents=True, exist_ok=True)
+            with layout.write_lock(root):
+                if not marker.is_file():
+                    layout.check_creatable(root)
+                    return cls._create(root, embedder, model_path)
         if marker.is_file():
             config = layout.read_config(marker)
             stored = config["model"]
@@ -108,19 +117,10 @@ class Collection:
                     )
             embedder = requested or embedder_from_config(stored, threads)
             return cls(root, config, embedder, readonly)
-        if root.exists() and not root.is_dir():
-            raise NotACollection(f"{root} is a file, not a lookalike collection")
-        if root.is_dir() and any(root.iterdir()):
-            raise NotACollection(
-                f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
-            )
-        if not create or readonly:
-            raise CollectionNotFound(
-                f"no collection at {root}: build one with `lookalike index SOURCE --collection {root}`"
-            )
-        embedder = load_embedder(model, model_path, threads=threads)
-        embedder.load()  # fail before creating anything if the model is unavailable
-        return cls._create(root, embedder, model_path)
+        layout.check_creatable(root)
+        raise CollectionNotFound(
+            f"no collection at {root}: build one with `lookalike index SOURCE --collection {root}`"
+        )
 
     @classmethod
     def open_vectors(
@@ -148,11 +148,12 @@ class Collection:
                     f"not {name!r} ({dim} dims, {metric})"
                 )
             return coll
-        if root.is_dir() and any(root.iterdir()):
-            raise NotACollection(
-                f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
-            )
-        return cls._create(root, embedder, None)
+        root.mkdir(parents=True, exist_ok=True)
+        with layout.write_lock(root):
+            if (root / MARKER).is_file():
+                return cls.open_vectors(root, dim, metric=metric, name=name)
+            layout.check_creatable(root)
+            return cls._create(root, embedder, None)
 
     @classmethod
     def _create(

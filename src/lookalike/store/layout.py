@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ MARKER = "collection.json"
 FORMAT = "lookalike-collection"
 FORMAT_VERSION = 1
 DEFAULT_DIR = ".lookalike"
+LOCK = "lock"
+
+log = logging.getLogger(__name__)
 
 
 def default_collection_dir() -> Path:
@@ -65,18 +69,31 @@ def is_empty(root: Path) -> bool:
         catalog.close()
 
 
+def check_creatable(root: Path) -> None:
+    """Raise ``NotACollection`` unless a collection may be created at ``root`` (no marker
+    yet): the folder must be missing or empty but for the lock file."""
+    if root.exists() and not root.is_dir():
+        raise NotACollection(f"{root} is a file, not a lookalike collection")
+    if root.is_dir() and any(p.name != LOCK for p in root.iterdir()):
+        raise NotACollection(
+            f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
+        )
+
+
 @contextlib.contextmanager
 def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
     """Hold the collection's exclusive writer lock; yields False if ``wait`` is off and
-    another process holds it."""
-    fh = open(root / "lock", "a+")  # noqa: SIM115 - held across the yield
+    another process holds it. While waiting, a warning says so (once)."""
+    fh = open(root / LOCK, "a+")  # noqa: SIM115 - held across the yield
     try:
-        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
-            fcntl.flock(fh.fileno(), flags)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            log.warning("waiting for another lookalike process to finish with %s…", root)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield True
     finally:
         fh.close()
