@@ -89,6 +89,7 @@ class Collection:
         if not marker.is_file() and create and not readonly and not root.is_file():
             # Create under the folder's lock, so that processes racing to create the same
             # collection take turns: the first creates it, the others then open it.
+            layout.check_creatable(root, locked=False)
             embedder = load_embedder(model, model_path, threads=threads)
             embedder.load()  # fail before creating anything if the model is unavailable
             root.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,7 @@ class Collection:
                     f"not {name!r} ({dim} dims, {metric})"
                 )
             return coll
+        layout.check_creatable(root, locked=False)
         root.mkdir(parents=True, exist_ok=True)
         with layout.write_lock(root):
             if (root / MARKER).is_file():

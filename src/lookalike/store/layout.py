@@ -69,11 +69,15 @@ def is_empty(root: Path) -> bool:
         catalog.close()
 
 
-def check_creatable(root: Path) -> None:
+def check_creatable(root: Path, *, locked: bool = True) -> None:
     """Raise ``NotACollection`` unless a collection may be created at ``root`` (no marker
-    yet): the folder must be missing or empty but for the lock file."""
+    yet): the folder must be missing or empty but for the lock file. Without the lock
+    (``locked=False``) a folder that has the lock file may be another process's collection
+    in the making and passes; check again once the lock is held."""
     if root.exists() and not root.is_dir():
         raise NotACollection(f"{root} is a file, not a lookalike collection")
+    if not locked and (root / LOCK).exists():
+        return
     if root.is_dir() and any(p.name != LOCK for p in root.iterdir()):
         raise NotACollection(
             f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
