@@ -25,6 +25,7 @@ from .errors import (
 )
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
+from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer, IndexReport
 from .models.embedders.base import Embedder
 from .models.loader import embedder_from_config, load_embedder
@@ -216,16 +217,25 @@ class Collection:
         New and changed files are embedded; unchanged ones (same size and mtime, or same
         content hash) are not; renamed files keep their vectors; files that disappeared
         from these sources are removed.
+
+        The filters of ``limits`` (``min_side``, ``max_aspect``) are settings of the
+        collection: without ``limits`` the stored ones apply; other values than the stored
+        ones are stored and re-applied to every item and filtered file (see
+        ``IndexReport.notes``).
         """
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
-        limits = limits or DecodeLimits()
+        limits = limits or DecodeLimits(**self.filters())
         if workers is None:
             workers = pipeline.default_workers(model_uses_cores=not self.embedder.binary)
         with self._write_lock():
             return Indexer(self, limits, workers, batch_size, progress, download_options).run(
                 sources
             )
+
+    def filters(self) -> dict[str, Any]:
+        """The stored content filters: ``{"min_side": ..., "max_aspect": ...}`` (None = off)."""
+        return stored_filters(self.catalog)
 
     def add_vectors(
         self,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
-from .argtypes import non_negative_int, positive_float, positive_int, score
+from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int, score
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
 EXIT_USAGE = 2
@@ -75,15 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-side",
-        type=positive_int,
+        type=non_negative_int,
         metavar="PX",
-        help="skip images whose shorter side is below PX",
+        help="skip images whose shorter side is below PX; remembered by the collection "
+        "(0 = off; a change is re-applied to every item)",
     )
     p.add_argument(
         "--max-aspect",
-        type=positive_float,
+        type=non_negative_float,
         metavar="R",
-        help="skip images longer than R times their width (banners)",
+        help="skip images longer than R times their width (banners); remembered by the "
+        "collection (0 = off; a change is re-applied to every item)",
     )
     p.add_argument(
         "--max-megapixels",

@@ -109,6 +109,20 @@ class DecodeLimits:
             raise InvalidInput(f"max_aspect must be >= 1, got {self.max_aspect!r}")
 
 
+def filter_problem(width: int, height: int, limits: DecodeLimits) -> tuple[str, str] | None:
+    """``(reason, detail)`` when a ``width`` x ``height`` image breaks ``min_side`` or
+    ``max_aspect``, else None. The detail starts with ``WxH:``."""
+    short, long = min(width, height), max(width, height)
+    if limits.min_side is not None and short < limits.min_side:
+        return "too-small", f"{width}x{height}: shorter side < {limits.min_side}"
+    if limits.max_aspect is not None and long / short > limits.max_aspect:
+        return (
+            "aspect",
+            f"{width}x{height}: aspect ratio {long / short:.2f} > {limits.max_aspect:g}",
+        )
+    return None
+
+
 @dataclass
 class Decoded:
     """A decoded image: ``image`` is mode "RGB" with the EXIF orientation applied and
@@ -190,15 +204,11 @@ def _decode(data: bytes, limits: DecodeLimits, draft: tuple[int, int] | None) ->
             f"{width}x{height} is {width * height / 1e6:.1f} megapixels "
             f"(limit {limits.max_megapixels:g})",
         )
-    short, long = min(width, height), max(width, height)
     # Rotation never changes the shorter side or the aspect ratio, so the filters can run
     # on the header size before anything is decoded.
-    if limits.min_side is not None and short < limits.min_side:
-        raise ImageRejected("too-small", f"{width}x{height}: shorter side < {limits.min_side}")
-    if limits.max_aspect is not None and long / short > limits.max_aspect:
-        raise ImageRejected(
-            "aspect", f"{width}x{height}: aspect ratio {long / short:.2f} > {limits.max_aspect:g}"
-        )
+    problem = filter_problem(width, height, limits)
+    if problem is not None:
+        raise ImageRejected(*problem)
 
     orientation: int | None = None
     if draft is not None and fmt in ("JPEG", "MPO"):

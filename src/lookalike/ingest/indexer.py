@@ -5,7 +5,6 @@ changed, renamed, vanished), decode and embed in the worker pipeline, commit in 
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -17,36 +16,11 @@ from ..models.embedders.base import Embedder
 from ..store.catalog import Catalog, Item, Skipped
 from ..store.indexes import IndexManager
 from ..store.vectors import VectorFile
-from . import pipeline
+from . import filters, pipeline
+from .checks import BAD_NAME, catalog_text, file_problem, stat_problem
 from .decode import DecodeLimits
 
 log = logging.getLogger(__name__)
-
-_BAD_NAME = "the name is not valid UTF-8 (rename the file or folder to index it)"
-
-
-def catalog_text(text: str) -> str:
-    """``text`` as the catalog can store it: a path holding bytes that are not UTF-8
-    (``surrogateescape`` characters from the file system) gets U+FFFD in their place."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode(
-            "utf-8", "surrogateescape" if _escaped(text) else "surrogatepass"
-        ).decode("utf-8", "replace")
-    return text
-
-
-def _escaped(text: str) -> bool:
-    return all(not 0xD800 <= ord(c) < 0xDC80 for c in text if 0xD800 <= ord(c) <= 0xDFFF)
-
-
-def _stat_problem(path: str, exc: OSError) -> tuple[str, str]:
-    if os.path.islink(path):
-        if exc.errno == errno.ELOOP:
-            return "broken-link", "symlink loop"
-        return "broken-link", f"symlink to a missing target ({exc.strerror or exc})"
-    return "unreadable", exc.strerror or str(exc)
 
 
 class Target(Protocol):
@@ -67,6 +41,7 @@ class IndexReport:
     removed: int = 0
     skipped: int = 0
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -145,6 +120,11 @@ class Indexer:
         from .sources import iter_entries
 
         gen_before = self.cat.generation
+        change = filters.reapply(self.cat, self.limits)
+        if change is not None:
+            self.removed_slots += change.removed_slots
+            self.report.removed += len(change.removed_slots)
+            self.report.notes.append(change.message)
         keys = {catalog_text(str(Path(s).resolve())) for s in sources}
         bad_rows: list[tuple[str, str]] = []
         entries = list(
@@ -171,14 +151,14 @@ class Indexer:
                 path = str(e.path)
                 seen_paths.add(path)
                 if catalog_text(path) != path:
-                    self._skip(path, e.source, "bad-name", _BAD_NAME, None, None)
+                    self._skip(path, e.source, "bad-name", BAD_NAME, None, None)
                     continue
                 try:
                     st = os.stat(path)
                 except OSError as exc:
-                    self._skip(path, e.source, *_stat_problem(path, exc), None, None)
+                    self._skip(path, e.source, *stat_problem(path, exc), None, None)
                     continue
-                problem = pipeline.file_problem(st, self.limits.max_file_bytes)
+                problem = file_problem(st, self.limits.max_file_bytes)
                 if problem is not None:
                     # no size/mtime: checked again on every run (the limit may change)
                     self._skip(path, e.source, *problem, None, None)

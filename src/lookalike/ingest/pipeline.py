@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
+from .checks import file_problem
 from .decode import DecodeLimits, decode_image, pixel_hash
 from .procs import exit_with_parent, worker_context
 
@@ -132,24 +132,6 @@ def process(
             f"{type(exc).__name__}: {exc}",
         )
     return result
-
-
-def file_problem(st: os.stat_result, max_bytes: int) -> tuple[str, str] | None:
-    """``(reason, detail)`` if a file with this ``stat`` must not be read, else None."""
-    if not stat.S_ISREG(st.st_mode):
-        return "not-a-file", f"a {_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')}, not a file"
-    if st.st_size > max_bytes:
-        return "too-big", f"{st.st_size / 2**20:,.0f} MiB, over the {max_bytes / 2**20:g} MiB limit"
-    return None
-
-
-_KINDS = {
-    stat.S_IFIFO: "FIFO",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFDIR: "folder",
-}
 
 
 def _read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
