@@ -88,16 +88,12 @@ class Collection:
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
         if not marker.is_file() and create and not readonly and not root.is_file():
-            # Create under the folder's lock, so that processes racing to create the same
-            # collection take turns: the first creates it, the others then open it.
             layout.check_creatable(root, locked=False)
             embedder = load_embedder(model, model_path, threads=threads)
             embedder.load()  # fail before creating anything if the model is unavailable
-            root.mkdir(parents=True, exist_ok=True)
-            with layout.write_lock(root):
-                if not marker.is_file():
-                    layout.check_creatable(root)
-                    return cls._create(root, embedder, model_path)
+            created = cls._create_new(root, embedder, model_path)
+            if created is not None:
+                return created
         if marker.is_file():
             config = layout.read_config(marker)
             stored = config["model"]
@@ -151,12 +147,21 @@ class Collection:
                 )
             return coll
         layout.check_creatable(root, locked=False)
+        created = cls._create_new(root, embedder, None)
+        return created or cls.open_vectors(root, dim, metric=metric, name=name)
+
+    @classmethod
+    def _create_new(
+        cls, root: Path, embedder: Embedder, model_path: str | os.PathLike[str] | None
+    ) -> Collection | None:
+        """Create a collection under the folder's lock, so that processes racing to create
+        it take turns; None when another one created it meanwhile (open it then)."""
         root.mkdir(parents=True, exist_ok=True)
         with layout.write_lock(root):
             if (root / MARKER).is_file():
-                return cls.open_vectors(root, dim, metric=metric, name=name)
+                return None
             layout.check_creatable(root)
-            return cls._create(root, embedder, None)
+            return cls._create(root, embedder, model_path)
 
     @classmethod
     def _create(
@@ -385,26 +390,7 @@ class Collection:
         return out
 
     def info(self) -> dict[str, Any]:
-        model = self.config["model"]
-        return {
-            "collection": str(self.root),
-            "items": len(self),
-            "model": model["name"],
-            "model_path": model.get("model_path"),
-            "dim": model["dim"],
-            "metric": model["metric"],
-            "schema_version": self.catalog.schema_version,
-            "vectors": {
-                "dtype": self.config["vector_dtype"],
-                "slots": self.catalog.next_slot,
-                "bytes": self.vectors.size_bytes(),
-            },
-            "index": self.index.info(),
-            "skipped": [
-                {"path": s.path, "reason": s.reason, "detail": s.detail}
-                for s in self.catalog.skipped()
-            ],
-        }
+        return layout.describe(self.root, self.config, self.catalog, self.vectors, self.index)
 
     def items(self) -> Iterator[Item]:
         return self.catalog.items()

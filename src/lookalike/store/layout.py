@@ -14,10 +14,14 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CollectionError, NotACollection
 from .catalog import Catalog
+
+if TYPE_CHECKING:
+    from .indexes import IndexManager
+    from .vectors import VectorFile
 
 MARKER = "collection.json"
 FORMAT = "lookalike-collection"
@@ -101,3 +105,28 @@ def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
         yield True
     finally:
         fh.close()
+
+
+def describe(
+    root: Path, config: dict[str, Any], catalog: Catalog, vectors: VectorFile, index: IndexManager
+) -> dict[str, Any]:
+    """What ``lookalike info`` shows about a collection (``Collection.info``)."""
+    model = config["model"]
+    return {
+        "collection": str(root),
+        "items": catalog.count(),
+        "model": model["name"],
+        "model_path": model.get("model_path"),
+        "dim": model["dim"],
+        "metric": model["metric"],
+        "schema_version": catalog.schema_version,
+        "vectors": {
+            "dtype": config["vector_dtype"],
+            "slots": catalog.next_slot,
+            "bytes": vectors.size_bytes(),
+        },
+        "index": index.info(),
+        "skipped": [
+            {"path": s.path, "reason": s.reason, "detail": s.detail} for s in catalog.skipped()
+        ],
+    }
