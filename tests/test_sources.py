@@ -102,7 +102,7 @@ def test_image_extensions() -> None:
 
 
 def test_single_file_any_extension(tmp_path: Path) -> None:
-    f = touch(tmp_path / "stuff" / "picture.weird")
+    f = touch(tmp_path / "stuff" / "picture.weird", b"\x89PNG\r\n\x1a\n\x00\x00")
     entries, errors = collect(f)
     assert errors == []
     assert len(entries) == 1

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
+from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer, IndexReport
 from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
@@ -36,7 +37,7 @@ from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
 from .store.layout import MARKER, default_collection_dir
-from .store.rows import commit_rows
+from .store.rows import commit_rows, unit_rows
 from .store.vectors import VectorFile
 
 __all__ = ["Collection", "Hit", "IndexReport", "default_collection_dir"]
@@ -105,8 +106,15 @@ class Collection:
         them the model is only resolved when something needs embedding.
         """
         root = Path(directory) if directory is not None else default_collection_dir()
-        if (root / MARKER).is_file():
-            coll = cls(root, layout.read_config(root / MARKER), None, readonly, threads)
+        marker = root / MARKER
+        if not marker.is_file() and create and not readonly and not root.is_file():
+            layout.check_creatable(root, locked=False)
+            embedder = load_embedder(model, model_path, threads=threads)
+            created = cls._create_new(root, embedder, model_path, threads)
+            if created is not None:
+                return created
+        if marker.is_file():
+            coll = cls(root, layout.read_config(marker), None, readonly, threads)
             if model is None and model_path is None:
                 return coll
             try:
@@ -122,12 +130,9 @@ class Collection:
             coll.notes += [note] if note else []
             return coll
         layout.check_creatable(root)
-        if not create or readonly:
-            raise CollectionNotFound(
-                f"no collection at {root}: build one with `lookalike index SOURCE --collection {root}`"
-            )
-        embedder = load_embedder(model, model_path, threads=threads)  # probed before creating
-        return cls._create(root, embedder, model_path, threads)
+        raise CollectionNotFound(
+            f"no collection at {root}: build one with `lookalike index SOURCE --collection {root}`"
+        )
 
     @classmethod
     def open_vectors(
@@ -155,8 +160,28 @@ class Collection:
                     f"not {name!r} ({dim} dims, {metric})"
                 )
             return coll
-        layout.check_creatable(root)
-        return cls._create(root, embedder, None)
+        layout.check_creatable(root, locked=False)
+        created = cls._create_new(root, embedder, None)
+        return created or cls.open_vectors(root, dim, metric=metric, name=name)
+
+    @classmethod
+    def _create_new(
+        cls,
+        root: Path,
+        embedder: Embedder,
+        model_path: str | os.PathLike[str] | None,
+        threads: int | None = None,
+    ) -> Collection | None:
+        """Create a collection under the folder's lock, so that processes racing to create
+        it take turns; None when another one created it meanwhile (open it then). The model
+        is probed first: a model that cannot be used creates nothing."""
+        record = new_record(embedder, model_path)
+        root.mkdir(parents=True, exist_ok=True)
+        with layout.write_lock(root):
+            if (root / MARKER).is_file():
+                return None
+            layout.check_creatable(root)
+            return cls._create(root, embedder, model_path, threads, record)
 
     @classmethod
     def _create(
@@ -165,8 +190,9 @@ class Collection:
         embedder: Embedder,
         model_path: str | os.PathLike[str] | None,
         threads: int | None = None,
+        record: tuple[dict[str, Any], Any] | None = None,
     ) -> Collection:
-        model_info, cache = new_record(embedder, model_path)
+        model_info, cache = record or new_record(embedder, model_path)
         config = layout.new_config(model_info, str(embedder.row_dtype), embedder.row_width, cache)
         layout.create_folder(root, config)  # or rewrites an empty collection's marker
         return cls(root, config, embedder, readonly=False, threads=threads)
@@ -217,10 +243,15 @@ class Collection:
         New and changed files are embedded; unchanged ones (same size and mtime, or same
         content hash) are not; renamed files keep their vectors; files that disappeared
         from these sources are removed.
+
+        The filters of ``limits`` (``min_side``, ``max_aspect``) are settings of the
+        collection: without ``limits`` the stored ones apply; other values than the stored
+        ones are stored and re-applied to every item and filtered file (see
+        ``IndexReport.notes``).
         """
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
-        limits = limits or DecodeLimits()
+        limits = limits or DecodeLimits(**self.filters())
         if workers is None:
             workers = pipeline.default_workers(model_uses_cores=not self.binary)
         self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
@@ -228,6 +259,10 @@ class Collection:
             return Indexer(self, limits, workers, batch_size, progress, download_options).run(
                 sources
             )
+
+    def filters(self) -> dict[str, Any]:
+        """The stored content filters: ``{"min_side": ..., "max_aspect": ...}`` (None = off)."""
+        return stored_filters(self.catalog)
 
     def add_vectors(
         self,
@@ -246,33 +281,14 @@ class Collection:
         Ids must be new. Returns the number added. ``paths`` optionally gives each item's
         image file (the server stores uploads this way); the file must already be written.
         """
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[1] != self.vectors.width or len(ids) != len(vectors):
-            raise InvalidInput(
-                f"expected {len(ids)} vectors of width {self.vectors.width}, got shape {vectors.shape}"
-            )
+        rows = unit_rows(vectors, len(ids), self.vectors.width, self.binary)
         if len(set(ids)) != len(ids):
             raise InvalidInput("ids must be unique")
-        if self.binary:
-            rows = np.ascontiguousarray(vectors, dtype=np.uint8)
-        else:
-            rows = np.asarray(vectors, dtype=np.float32)
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            rows = np.ascontiguousarray(rows / norms, dtype=np.float32)
         with self._write_lock():
             return commit_rows(
-                self.catalog,
-                self.vectors,
-                self.index,
-                ids,
-                rows,
-                labels,
-                metadata,
-                source,
-                batch_size,
-                paths,
-            )
+                self.catalog, self.vectors, self.index, ids, rows, labels, metadata, source,
+                batch_size, paths,
+            )  # fmt: skip
 
     def remove(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))
@@ -364,15 +380,7 @@ class Collection:
         collection is read-only or another writer holds it). Items whose file is gone,
         changed or unreadable are left out.
         """
-        out: dict[str, bytes] = {}
-        computed: dict[str, bytes] = {}
-        for item in items:
-            if item.pixel_hash is not None:
-                out[item.id] = bytes(item.pixel_hash)
-            elif item.path:
-                value = pipeline.full_pixel_hash(item.path, item.content_hash)
-                if value is not None:
-                    out[item.id] = computed[item.id] = value
+        out, computed = pipeline.pixel_hashes(items)
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
                 if got:
@@ -382,22 +390,8 @@ class Collection:
         return out
 
     def info(self) -> dict[str, Any]:
-        return {
-            "collection": str(self.root),
-            "items": len(self),
-            **model_summary(self.config["model"]),
-            "schema_version": self.catalog.schema_version,
-            "vectors": {
-                "dtype": self.config["vector_dtype"],
-                "slots": self.catalog.next_slot,
-                "bytes": self.vectors.size_bytes(),
-            },
-            "index": self.index.info(),
-            "skipped": [
-                {"path": s.path, "reason": s.reason, "detail": s.detail}
-                for s in self.catalog.skipped()
-            ],
-        }
+        info = layout.describe(self.root, self.config, self.catalog, self.vectors, self.index)
+        return {**info, **model_summary(self.config["model"])}
 
     def items(self) -> Iterator[Item]:
         return self.catalog.items()

@@ -33,6 +33,10 @@ def non_negative_int(text: str) -> int:
     return int(_number(int, "a whole number", 0, None, False)(text))
 
 
+def non_negative_float(text: str) -> float:
+    return _number(float, "a number", 0, None, False)(text)
+
+
 def positive_float(text: str) -> float:
     return _number(float, "a number", 0, None, True)(text)
 

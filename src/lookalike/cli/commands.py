@@ -69,8 +69,17 @@ def cmd_index(args: argparse.Namespace) -> int:
         except LookalikeError:
             coll.close()
             raise
+    stored = coll.filters()  # filters are collection settings: an omitted flag keeps them; 0 = off
+    min_side = stored["min_side"] if args.min_side is None else args.min_side or None
+    max_aspect = stored["max_aspect"] if args.max_aspect is None else args.max_aspect or None
+    if max_aspect is not None and max_aspect < 1:
+        coll.close()
+        raise InvalidInput(f"--max-aspect must be 1 or more (0 = off), not {max_aspect:g}")
     limits = DecodeLimits(
-        max_megapixels=args.max_megapixels, min_side=args.min_side, max_aspect=args.max_aspect
+        max_megapixels=args.max_megapixels,
+        min_side=min_side,
+        max_aspect=max_aspect,
+        max_file_mb=args.max_file_mb,
     )
     show = not args.no_progress and sys.stderr.isatty()
     progress = Progress() if show else None
@@ -90,6 +99,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         if progress:
             progress.close()
         coll.close()
+    for note in report.notes:
+        print(f"lookalike: {note}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
 from ..store.planning import AUTO_EXACT_MAX
-from .argtypes import int_or_auto, non_negative_int, number, positive_float, positive_int, score
+from .argtypes import (
+    int_or_auto,
+    non_negative_float,
+    non_negative_int,
+    number,
+    positive_float,
+    positive_int,
+    score,
+)
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
 EXIT_USAGE = 2
@@ -123,16 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-side",
-        type=positive_int,
+        type=non_negative_int,
         metavar="PX",
-        help="skip images whose shorter side is below PX",
+        help="skip images whose shorter side is below PX; remembered by the collection "
+        "(0 = off; a change is re-applied to every item)",
     )
     p.add_argument(
         "--max-aspect",
-        type=positive_float,
+        type=non_negative_float,
         metavar="R",
         help="skip images whose long side is more than R times their short side "
-        "(wide banners and tall strips alike; R >= 1)",
+        "(wide banners and tall strips alike; R >= 1); remembered by the collection "
+        "(0 = off; a change is re-applied to every item)",
     )
     p.add_argument(
         "--max-megapixels",
@@ -140,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=100.0,
         metavar="MP",
         help="decompression-bomb limit (default 100)",
+    )
+    p.add_argument(
+        "--max-file-mb",
+        type=positive_float,
+        default=256.0,
+        metavar="MB",
+        help="skip files larger than MB mebibytes, unread (default 256)",
     )
     p.add_argument(
         "--workers",

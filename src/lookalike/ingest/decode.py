@@ -15,6 +15,10 @@ raises :class:`~lookalike.errors.ImageRejected` with a short machine-friendly ``
 ``aspect``                long/short side ratio above ``DecodeLimits.max_aspect``
 ========================  ===========================================================
 
+Before any byte is read, the indexer also skips files that are not regular files
+(``not-a-file``: FIFOs, devices, sockets), symlinks that lead nowhere (``broken-link``) and
+files larger than ``DecodeLimits.max_file_mb`` (``too-big``).
+
 Nothing here changes Pillow's global state (``ImageFile.LOAD_TRUNCATED_IMAGES`` and
 ``Image.MAX_IMAGE_PIXELS`` are left alone); warnings Pillow emits while decoding are
 logged at debug level instead of being printed.
@@ -82,19 +86,41 @@ class DecodeLimits:
     ``min_side`` and ``max_aspect`` are optional content filters on the original
     (undrafted) dimensions: the shorter side must be ``>= min_side`` and
     ``long side / short side <= max_aspect`` (drops banners and strips).
+    ``max_file_mb``: files larger than this (in MiB) are skipped unread (``too-big``).
     """
 
     max_megapixels: float = 100.0
     min_side: int | None = None
     max_aspect: float | None = None
+    max_file_mb: float = 256.0
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
 
     def __post_init__(self) -> None:
+        if not self.max_file_mb > 0:
+            raise InvalidInput(f"max_file_mb must be > 0, got {self.max_file_mb!r}")
         if not self.max_megapixels > 0:
             raise InvalidInput(f"max_megapixels must be > 0, got {self.max_megapixels!r}")
         if self.min_side is not None and self.min_side < 1:
             raise InvalidInput(f"min_side must be >= 1, got {self.min_side!r}")
         if self.max_aspect is not None and not self.max_aspect >= 1:
             raise InvalidInput(f"max_aspect must be >= 1, got {self.max_aspect!r}")
+
+
+def filter_problem(width: int, height: int, limits: DecodeLimits) -> tuple[str, str] | None:
+    """``(reason, detail)`` when a ``width`` x ``height`` image breaks ``min_side`` or
+    ``max_aspect``, else None. The detail starts with ``WxH:``."""
+    short, long = min(width, height), max(width, height)
+    if limits.min_side is not None and short < limits.min_side:
+        return "too-small", f"{width}x{height}: shorter side < {limits.min_side}"
+    if limits.max_aspect is not None and long / short > limits.max_aspect:
+        return (
+            "aspect",
+            f"{width}x{height}: aspect ratio {long / short:.2f} > {limits.max_aspect:g}",
+        )
+    return None
 
 
 @dataclass
@@ -178,15 +204,11 @@ def _decode(data: bytes, limits: DecodeLimits, draft: tuple[int, int] | None) ->
             f"{width}x{height} is {width * height / 1e6:.1f} megapixels "
             f"(limit {limits.max_megapixels:g})",
         )
-    short, long = min(width, height), max(width, height)
     # Rotation never changes the shorter side or the aspect ratio, so the filters can run
     # on the header size before anything is decoded.
-    if limits.min_side is not None and short < limits.min_side:
-        raise ImageRejected("too-small", f"{width}x{height}: shorter side < {limits.min_side}")
-    if limits.max_aspect is not None and long / short > limits.max_aspect:
-        raise ImageRejected(
-            "aspect", f"{width}x{height}: aspect ratio {long / short:.2f} > {limits.max_aspect:g}"
-        )
+    problem = filter_problem(width, height, limits)
+    if problem is not None:
+        raise ImageRejected(*problem)
 
     orientation: int | None = None
     if draft is not None and fmt in ("JPEG", "MPO"):

@@ -16,7 +16,8 @@ from ..models.embedders.base import Embedder
 from ..store.catalog import Catalog, Item, Skipped
 from ..store.indexes import IndexManager
 from ..store.vectors import VectorFile
-from . import pipeline
+from . import filters, pipeline
+from .checks import BAD_NAME, catalog_text, file_problem, stat_problem
 from .decode import DecodeLimits
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class IndexReport:
     removed: int = 0
     skipped: int = 0
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -105,6 +107,7 @@ class Indexer:
         size: int | None,
         mtime_ns: int | None,
     ) -> None:
+        path, source = catalog_text(path), catalog_text(source)
         self.cat.record_skip(Skipped(path, source, reason, detail, size, mtime_ns))
         self.report.skipped += 1
         self.report.skipped_files.append((path, reason, detail))
@@ -117,7 +120,12 @@ class Indexer:
         from .sources import iter_entries
 
         gen_before = self.cat.generation
-        keys = {str(Path(s).resolve()) for s in sources}
+        change = filters.reapply(self.cat, self.limits)
+        if change is not None:
+            self.removed_slots += change.removed_slots
+            self.report.removed += len(change.removed_slots)
+            self.report.notes.append(change.message)
+        keys = {catalog_text(str(Path(s).resolve())) for s in sources}
         bad_rows: list[tuple[str, str]] = []
         entries = list(
             iter_entries(
@@ -126,6 +134,8 @@ class Indexer:
                 on_error=lambda where, why: bad_rows.append((where, why)),
             )
         )
+        for e in entries:
+            e.source = catalog_text(e.source)
         keys |= {e.source for e in entries}
         with self.cat.transaction():
             for where, why in bad_rows:
@@ -140,10 +150,18 @@ class Indexer:
             for e in entries:
                 path = str(e.path)
                 seen_paths.add(path)
+                if catalog_text(path) != path:
+                    self._skip(path, e.source, "bad-name", BAD_NAME, None, None)
+                    continue
                 try:
                     st = os.stat(path)
                 except OSError as exc:
-                    self._skip(path, e.source, "unreadable", exc.strerror or str(exc), None, None)
+                    self._skip(path, e.source, *stat_problem(path, exc), None, None)
+                    continue
+                problem = file_problem(st, self.limits.max_file_bytes)
+                if problem is not None:
+                    # no size/mtime: checked again on every run (the limit may change)
+                    self._skip(path, e.source, *problem, None, None)
                     continue
                 item = self.cat.by_path(path)
                 if item is not None:

@@ -46,8 +46,9 @@ class _Plan:
     records: list[Any] | None = None  # json-array: the records, loaded while planning
 
 
-def _sniff_manifest(path: Path) -> _Plan:
-    """Check that a manifest is readable text in the expected format; raises SourceError."""
+def _sniff_manifest(path: Path, kind: Literal["csv", "json"] | None = None) -> _Plan:
+    """Check that a manifest is readable text in the expected format (``kind``, by default
+    told by the file name); raises SourceError."""
     try:
         with _open_binary(path) as fh:
             head = fh.read(_SNIFF_BYTES)
@@ -72,7 +73,7 @@ def _sniff_manifest(path: Path) -> _Plan:
         raise SourceError(f"cannot read manifest {path}: not UTF-8 text")
     text = head.decode("utf-8", "replace").removeprefix("\ufeff")
 
-    kind = _manifest_kind(path)
+    kind = kind or _manifest_kind(path)
     if kind == "csv":
         first_line = text.splitlines()[0] if text.strip() else ""
         delimiter = _guess_delimiter(first_line)
@@ -185,35 +186,33 @@ def _decoded_lines(
 
 
 def _read_csv(plan: _Plan, report: _Reporter) -> Iterator[_Row]:
+    """One row per line: a quoted field never runs on to the next line, so a stray quote
+    spoils its own row only (reported with its line number) instead of swallowing every
+    row up to the next quote."""
     name = str(plan.path)
     bad_lines: set[int] = set()
     stop_note: list[str] = []
-    lines = _decoded_lines(plan.path, bad_lines, report, stop_note)
-    reader = csv.reader(lines, delimiter=plan.delimiter)
-    try:
-        header_row = next(reader)
-    except (StopIteration, csv.Error):
-        return
-    header = _header_names(header_row)
-    width = len(header)
-    last = reader.line_num
-    while True:
-        start = last + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            last = reader.line_num
-            yield f"{name}:{start}", _BadRow(f"malformed CSV: {exc}")
+    header: list[str] | None = None
+    width = 0
+    for lineno, line in enumerate(_decoded_lines(plan.path, bad_lines, report, stop_note), 1):
+        if header is None:
+            try:
+                header = _header_names(_csv_line(line, plan.delimiter))
+            except _BadRow:
+                return
+            width = len(header)
             continue
-        last = reader.line_num
-        location = f"{name}:{start}"
-        if any(n in bad_lines for n in range(start, last + 1)):
+        location = f"{name}:{lineno}"
+        if lineno in bad_lines:
             yield location, _BadRow("not valid UTF-8")
             continue
-        if not row or (len(row) == 1 and not row[0].strip()):
+        if not line.strip():
             continue  # blank line
+        try:
+            row = _csv_line(line, plan.delimiter)
+        except _BadRow as exc:
+            yield location, exc
+            continue
         if len(row) > width:
             yield location, _BadRow(f"{len(row)} fields, but the header has {width}")
             continue
@@ -221,6 +220,19 @@ def _read_csv(plan: _Plan, report: _Reporter) -> Iterator[_Row]:
         for missing in header[len(row) :]:
             record[missing] = None
         yield location, record
+
+
+def _csv_line(line: str, delimiter: str) -> list[str]:
+    try:
+        rows = list(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise _BadRow(
+                "malformed CSV: a quote is never closed on this line (a stray quote? "
+                "quoted fields cannot span lines)"
+            ) from None
+        raise _BadRow(f"malformed CSV: {exc}") from None
+    return rows[0] if rows else []
 
 
 def _read_jsonl(plan: _Plan, report: _Reporter) -> Iterator[_Row]:

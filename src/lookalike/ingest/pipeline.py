@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,7 +23,9 @@ import numpy as np
 
 from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
+from .checks import file_problem
 from .decode import DecodeLimits, decode_image, pixel_hash
+from .procs import exit_with_parent, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,22 @@ def full_pixel_hash(path: str, expect_content_hash: str | None) -> bytes | None:
         return None
 
 
+def pixel_hashes(items: Iterable[Any]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(the full-resolution pixel hash of every item that has or can get one, by id; those
+    of them computed now). Items indexed from a drafted decode have none stored: their file
+    is decoded in full now, if it still has the content hash recorded at indexing."""
+    out: dict[str, bytes] = {}
+    computed: dict[str, bytes] = {}
+    for item in items:
+        if item.pixel_hash is not None:
+            out[item.id] = bytes(item.pixel_hash)
+        elif item.path:
+            value = full_pixel_hash(item.path, item.content_hash)
+            if value is not None:
+                out[item.id] = computed[item.id] = value
+    return out, computed
+
+
 def file_content_hash(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -99,9 +116,9 @@ def process(
     from ..models.phash import PhashPreparer, phash_int
 
     try:
-        st = os.stat(task.path)
-        with open(task.path, "rb") as fh:
-            data = fh.read()
+        st, data = _read_regular_file(task.path, limits.max_file_bytes)
+    except ImageRejected as exc:
+        return Result(task.key, "skipped", reason=exc.reason, detail=exc.detail)
     except OSError as exc:
         return Result(task.key, "skipped", reason="unreadable", detail=exc.strerror or str(exc))
     result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -133,12 +150,31 @@ def process(
     return result
 
 
+def _read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
+    """The file's stat and bytes; never blocks on a FIFO nor reads past ``max_bytes``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        problem = file_problem(st, max_bytes)
+        if problem is not None:
+            raise ImageRejected(*problem)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageRejected("too-big", f"over the {max_bytes / 2**20:g} MiB limit")
+    return st, data
+
+
 _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(
-    preparer: Preparer, limits: DecodeLimits, draft: tuple[int, int] | None = None
+    preparer: Preparer,
+    limits: DecodeLimits,
+    draft: tuple[int, int] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     _worker_state["preparer"] = preparer
     _worker_state["limits"] = limits
     _worker_state["draft"] = draft
@@ -180,12 +216,13 @@ def run(
         for task in tasks:
             yield process(task, preparer, limits, draft)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context(preparer, limits)
+    initargs = (preparer, limits, draft, os.getpid())
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(preparer, limits, draft),
+        initargs=initargs,
     )
     # Tasks travel in small chunks: one future per file costs more in pickling and
     # scheduling than a drafted JPEG takes to hash.
@@ -218,14 +255,14 @@ def run(
                     max_workers=workers,
                     mp_context=ctx,
                     initializer=_init_worker,
-                    initargs=(preparer, limits, draft),
+                    initargs=initargs,
                 )
                 for t in pending:
                     single = ProcessPoolExecutor(
                         max_workers=1,
                         mp_context=ctx,
                         initializer=_init_worker,
-                        initargs=(preparer, limits, draft),
+                        initargs=initargs,
                     )
                     try:
                         yield single.submit(_work, t).result()

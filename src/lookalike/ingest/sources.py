@@ -26,21 +26,24 @@ a line such as ``{'asin': __import__('os').system('...')}`` is rejected, never r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import SourceError
+from ..errors import InvalidInput, SourceError
+from ..store.metadata import check_metadata
 from .manifests import (
     _ID_KEYS,
     _LABEL_KEYS,
     _LOGGED_BAD_ROWS,
     _MANIFEST_READERS,
     _PATH_KEYS,
+    _SNIFF_BYTES,
     _URL_KEYS,
     _URL_RE,
     ErrorHandler,
@@ -154,9 +157,41 @@ def _plan(source: str | os.PathLike[str]) -> _Plan:
         return _Plan("folder", path)
     if not stat.S_ISREG(mode):
         raise SourceError(f"{text} is neither a file nor a folder")
-    if not is_manifest(path):
+    if is_manifest(path):
+        return _sniff_manifest(path)
+    if os.path.splitext(path.name)[1].lower() in IMAGE_EXTENSIONS or not _is_text(path):
         return _Plan("file", path)
-    return _sniff_manifest(path)
+    # Text under another name (list.txt...): a manifest if it reads as one, else an error
+    # (it is no image either).
+    try:
+        return _sniff_manifest(path, kind=_guess_kind(path))
+    except SourceError as exc:
+        raise SourceError(
+            f"{text} is not an image, and not a manifest (a CSV file with a 'path' or 'url' "
+            f"column, or JSON Lines): {str(exc).split(': ', 1)[-1]}"
+        ) from None
+
+
+def _is_text(path: Path) -> bool:
+    """True when the file's start is non-empty UTF-8 text (images hold NUL bytes early)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the end
+    return True
+
+
+def _guess_kind(path: Path) -> Literal["csv", "json"]:
+    with open(path, "rb") as fh:
+        start = fh.read(_SNIFF_BYTES).decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    return "json" if start[:1] in ("{", "[") else "csv"
 
 
 def _exclude_keys(exclude: Sequence[str | os.PathLike[str]]) -> set[tuple[int, int]]:
@@ -229,12 +264,14 @@ def _iter_folder(
                 continue
             try:
                 is_dir = item.is_dir()
-                is_file = not is_dir and item.is_file()
-            except OSError:
-                continue
+                # Special files (FIFOs, devices...) and broken symlinks are yielded too: the
+                # indexer skips them with a reason instead of leaving them out unsaid.
+                usable = not is_dir and (item.is_file() or not item.is_symlink())
+            except OSError:  # a symlink loop
+                is_dir, usable = False, False
             if is_dir:
                 yield from walk(Path(item.path), f"{rel}{item.name}/")
-            elif is_file and os.path.splitext(item.name)[1].lower() in IMAGE_EXTENSIONS:
+            elif not usable or os.path.splitext(item.name)[1].lower() in IMAGE_EXTENSIONS:
                 yield Entry(
                     source=source,
                     path=Path(item.path),
@@ -295,12 +332,22 @@ def _row_to_entry(record: Mapping[str, Any], manifest: Path, source: str) -> Ent
         path = _resolve_row_path(_file_url_to_path(url), manifest)
     used = set(roles.values())
     metadata = {str(key): value for key, value in record.items() if key not in used}
+    try:
+        check_metadata(metadata)
+    except InvalidInput as exc:
+        raise _BadRow(str(exc)) from None
     return Entry(
         source=source,
         path=path,
         url=url,
         id=values.get("id"),
-        relpath=path_text if path_text is not None else url or "",
+        relpath=(
+            _row_relpath(
+                path, manifest, path_text is None or Path(path_text).expanduser().is_absolute()
+            )
+            if path is not None
+            else url or ""
+        ),
         label=values.get("label"),
         metadata=metadata,
     )
@@ -321,6 +368,19 @@ def _resolve_row_path(text: str, manifest: Path) -> Path:
     if not path.is_absolute():
         path = manifest.parent / path
     return Path(os.path.normpath(path))
+
+
+def _row_relpath(path: Path, manifest: Path, written_absolute: bool) -> str:
+    """What a row's id defaults to: its path relative to the manifest's folder (``../x``
+    when the row wrote it so), or, for a file outside that folder written as an absolute
+    path or file URL, a short hash of its path and its name (never the absolute
+    path, which would show the server's folders in ids and URLs)."""
+    folder = os.path.normpath(manifest.parent)
+    text = os.fspath(path)
+    if text.startswith(folder.rstrip(os.sep) + os.sep) or not written_absolute:
+        return Path(os.path.relpath(text, folder)).as_posix()
+    digest = hashlib.sha256(os.fsencode(text)).hexdigest()[:12]
+    return f"{digest}/{path.name}"
 
 
 def _file_url_to_path(url: str) -> str:

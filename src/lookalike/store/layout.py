@@ -9,22 +9,30 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CollectionError, NotACollection
 from .catalog import Catalog
 from .planning import write_json_atomic
 
+if TYPE_CHECKING:
+    from .indexes import IndexManager
+    from .vectors import VectorFile
+
 MARKER = "collection.json"
 FORMAT = "lookalike-collection"
 FORMAT_VERSION = 1
 DEFAULT_DIR = ".lookalike"
+LOCK = "lock"
+
+log = logging.getLogger(__name__)
 
 
 def default_collection_dir() -> Path:
@@ -66,20 +74,10 @@ def new_config(
     }
 
 
-def check_creatable(root: Path) -> None:
-    """``NotACollection`` unless a collection may be created at ``root`` (absent or empty)."""
-    if root.exists() and not root.is_dir():
-        raise NotACollection(f"{root} is a file, not a lookalike collection")
-    if root.is_dir() and any(root.iterdir()):
-        raise NotACollection(
-            f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
-        )
-
-
 def create_folder(root: Path, config: dict[str, Any]) -> None:
-    """Create a complete collection folder at ``root`` (absent or an empty folder) at once:
-    it is built in a temporary sibling folder and renamed into place, so a failure leaves
-    nothing behind."""
+    """Create a complete collection folder at ``root`` (absent, empty, or holding only the
+    lock file of its creator): it is built in a temporary sibling folder and renamed into
+    place (or its parts moved in, the marker last), so a failure leaves no half collection."""
     if (root / MARKER).is_file():  # an empty collection adopting another model
         write_json_atomic(root / MARKER, config)
         return
@@ -90,7 +88,13 @@ def create_folder(root: Path, config: dict[str, Any]) -> None:
         (tmp / "index").mkdir()
         Catalog(tmp / "catalog.sqlite").close()  # creates + migrates
         write_json_atomic(tmp / MARKER, config)
-        os.rename(tmp, root)  # replaces an empty folder too
+        if root.is_dir() and any(root.iterdir()):
+            # The folder exists and holds the creators' lock file: move the parts in, the
+            # marker last (it marks the folder complete).
+            for part in ("index", "catalog.sqlite", MARKER):
+                os.rename(tmp / part, root / part)
+        else:
+            os.rename(tmp, root)  # replaces an empty folder too
     except OSError as exc:
         raise CollectionError(f"could not create the collection {root}: {exc}") from exc
     finally:
@@ -120,18 +124,60 @@ def is_empty(root: Path) -> bool:
         catalog.close()
 
 
+def check_creatable(root: Path, *, locked: bool = True) -> None:
+    """Raise ``NotACollection`` unless a collection may be created at ``root`` (no marker
+    yet): the folder must be missing or empty but for the lock file. Without the lock
+    (``locked=False``) a folder that has the lock file may be another process's collection
+    in the making and passes; check again once the lock is held."""
+    if root.exists() and not root.is_dir():
+        raise NotACollection(f"{root} is a file, not a lookalike collection")
+    if not locked and (root / LOCK).exists():
+        return
+    if root.is_dir() and any(p.name != LOCK for p in root.iterdir()):
+        raise NotACollection(
+            f"{root} is not a lookalike collection (no {MARKER}); refusing to write into it"
+        )
+
+
 @contextlib.contextmanager
 def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
     """Hold the collection's exclusive writer lock; yields False if ``wait`` is off and
-    another process holds it."""
-    fh = open(root / "lock", "a+")  # noqa: SIM115 - held across the yield
+    another process holds it. While waiting, a warning says so (once)."""
+    fh = open(root / LOCK, "a+")  # noqa: SIM115 - held across the yield
     try:
-        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
-            fcntl.flock(fh.fileno(), flags)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            log.warning("waiting for another lookalike process to finish with %s…", root)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield True
     finally:
         fh.close()
+
+
+def describe(
+    root: Path, config: dict[str, Any], catalog: Catalog, vectors: VectorFile, index: IndexManager
+) -> dict[str, Any]:
+    """What ``lookalike info`` shows about a collection (``Collection.info``)."""
+    model = config["model"]
+    return {
+        "collection": str(root),
+        "items": catalog.count(),
+        "model": model["name"],
+        "model_path": model.get("model_path"),
+        "dim": model["dim"],
+        "metric": model["metric"],
+        "schema_version": catalog.schema_version,
+        "vectors": {
+            "dtype": config["vector_dtype"],
+            "slots": catalog.next_slot,
+            "bytes": vectors.size_bytes(),
+        },
+        "index": index.info(),
+        "skipped": [
+            {"path": s.path, "reason": s.reason, "detail": s.detail} for s in catalog.skipped()
+        ],
+    }

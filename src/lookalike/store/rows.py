@@ -15,6 +15,19 @@ from .indexes import IndexManager
 from .vectors import VectorFile
 
 
+def unit_rows(vectors: Any, count: int, width: int, binary: bool) -> np.ndarray:
+    """``count`` rows of ``width`` as stored: L2-normalised float32, or packed uint8 bits."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[1] != width or count != len(vectors):
+        raise InvalidInput(f"expected {count} vectors of width {width}, got shape {vectors.shape}")
+    if binary:
+        return np.ascontiguousarray(vectors, dtype=np.uint8)
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(rows / norms, dtype=np.float32)
+
+
 def commit_rows(
     catalog: Catalog,
     vectors: VectorFile,
