@@ -26,6 +26,7 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from ..store.metadata import check_metadata
 from .locking import RWLock
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
 from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
@@ -300,6 +301,7 @@ class Service:
         vecs: list[np.ndarray] = []
         formats: list[str] = []
         for n, up in enumerate(uploads, 1):
+            check_metadata(up.metadata)
             try:
                 fmt = sniff_image(up.data)
                 vecs.append(self.embed(up.data))

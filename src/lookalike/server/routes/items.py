@@ -8,6 +8,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ...errors import InvalidInput
+from ...store.metadata import MAX_DEPTH, check_metadata
+from ..responses import SafeJSONResponse
 from ..uploads import Upload
 from .common import Wiring, read_files
 
@@ -36,9 +38,9 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
         )
 
     @app.get("/items/{item_id:path}", tags=["items"], dependencies=read_dep)
-    def get_item(item_id: str) -> dict[str, Any]:
+    def get_item(item_id: str) -> Response:
         """One item: id, label, metadata, size and links to its image."""
-        return service.get(item_id)
+        return SafeJSONResponse(service.get(item_id))
 
     @app.delete("/items/{item_id:path}", tags=["items"], dependencies=write_dep)
     async def delete_item(item_id: str) -> dict[str, Any]:
@@ -73,13 +75,7 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
             if text is None:
                 metas.append({})
                 continue
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise InvalidInput("metadata must be a JSON object") from None
-            if not isinstance(value, dict):
-                raise InvalidInput("metadata must be a JSON object")
-            metas.append(value)
+            metas.append(parse_metadata(text))
         uploads = [
             Upload(data, i, lab or None, m)
             for data, i, lab, m in zip(
@@ -88,3 +84,15 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
         ]
         added = await run_in_threadpool(service.add, uploads)
         return {"added": len(added), "ids": added}
+
+
+def parse_metadata(text: str) -> dict[str, Any]:
+    """One ``metadata`` form field: a JSON object within the limits of
+    :func:`~lookalike.store.metadata.check_metadata` (finite numbers, depth, size)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"metadata is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise InvalidInput(f"metadata must be a JSON object ({exc})") from None
+    return check_metadata(value)

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...errors import ImageRejected, InvalidInput
+from ..responses import SafeJSONResponse
 from .common import Wiring, read_files, read_now
 
 
@@ -130,7 +131,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                 )
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
-        return JSONResponse(
+        return SafeJSONResponse(
             {
                 "query": query,
                 "results": results,
@@ -148,7 +149,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
         """The item's most similar items (the item itself excluded)."""
         start = time.perf_counter()
         results = await read_now(service.similar, item_id, k, threshold, label)
-        return JSONResponse(
+        return SafeJSONResponse(
             {
                 "query": {"id": item_id},
                 "results": results,

@@ -1,0 +1,121 @@
+"""The server's answers to hostile or odd input: metadata limits, URLs, the OpenAPI
+description, leftover files, the favicon (TestClient; the live tests are in
+test_server_limits.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+
+import imagegen  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from server_util import make_collection  # noqa: E402
+
+from lookalike.collection import Collection  # noqa: E402
+from lookalike.server import ServerSettings, create_app  # noqa: E402
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture
+def coll(tmp_path: Path) -> Iterator[Collection]:
+    c = make_collection(tmp_path)
+    yield c
+    c.close()
+
+
+def client(coll: Collection, **settings: Any) -> TestClient:
+    return TestClient(create_app(coll, ServerSettings(**settings)), raise_server_exceptions=False)
+
+
+def _jpeg(seed: int) -> bytes:
+    return imagegen.encode(imagegen.photo_like(seed, (120, 90)), "JPEG", quality=90)
+
+
+def _add(c: TestClient, item_id: str, metadata: str, seed: int = 77) -> Any:
+    return c.post(
+        "/items",
+        files={"files": ("a.jpg", _jpeg(seed))},
+        data={"ids": item_id, "metadata": metadata},
+    )
+
+
+# -- metadata limits -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ('{"x": NaN}', "finite"),
+        ('{"x": Infinity}', "finite"),
+        ('{"x": [1, -Infinity]}', "finite"),
+        ('{"a": ' * 20 + "1" + "}" * 20, "deeper than 16"),
+        ('{"a": ' * 600 + "1" + "}" * 600, "deeper than 16"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "deeper"),
+        ("[" * 100_000 + "]" * 100_000, "deeper"),
+        (json.dumps({"big": "x" * 70_000}), "limit"),
+    ],
+)
+def test_bad_metadata_is_refused_at_input_and_never_stored(
+    coll: Collection, metadata: str, reason: str
+) -> None:
+    c = client(coll)
+    r = _add(c, "bad-meta", metadata)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert reason in error and "\n" not in error and len(error) < 300
+    assert not coll.catalog.id_exists("bad-meta")
+    assert c.get("/items/red/1.jpg/similar", params={"k": 20}).status_code == 200
+
+
+def test_metadata_within_the_limits_round_trips(coll: Collection) -> None:
+    c = client(coll)
+    meta = {"a": {"b": {"c": [1, 2.5, None, True, "é"]}}, "n": -0.0}
+    assert _add(c, "ok-meta", json.dumps(meta)).status_code == 201
+    assert c.get("/items/ok-meta").json()["metadata"] == meta
+
+
+def _store_raw_metadata(coll: Collection, item_id: str, text: str) -> None:
+    """Put metadata in the catalog behind the library's back (an older version, a hand edit)."""
+    db = sqlite3.connect(coll.root / "catalog.sqlite")
+    with db:
+        db.execute("UPDATE items SET metadata = ? WHERE id = ?", (text, item_id))
+    db.close()
+
+
+@pytest.mark.parametrize(
+    "stored", ['{"x": NaN, "y": [Infinity, -Infinity]}', '{"a": ' * 400 + "1" + "}" * 400]
+)
+def test_stored_bad_metadata_never_makes_a_500(coll: Collection, stored: str) -> None:
+    _store_raw_metadata(coll, "red/2.jpg", stored)
+    c = client(coll)
+    for resp in (
+        c.get("/items/red/2.jpg"),
+        c.get("/items/red/1.jpg/similar", params={"k": 8}),
+        c.post("/search", json={"id": "red/1.jpg", "k": 8}),
+    ):
+        assert resp.status_code == 200, resp.text
+        assert "NaN" not in resp.text and "Infinity" not in resp.text
+    item = c.get("/items/red/2.jpg").json()
+    if "NaN" in stored:
+        assert item["metadata"] == {"x": None, "y": [None, None]}
+
+
+def test_a_deeply_nested_json_body_is_a_4xx(coll: Collection) -> None:
+    c = client(coll)
+    for body in (
+        "[" * 100_000,
+        '{"id": ' * 100_000,
+        '{"vector": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    ):
+        r = c.post("/search", content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500, r.text
+        assert set(r.json()) == {"error"}
