@@ -119,3 +119,38 @@ def test_a_deeply_nested_json_body_is_a_4xx(coll: Collection) -> None:
         r = c.post("/search", content=body, headers={"Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, r.text
         assert set(r.json()) == {"error"}
+
+
+# -- URLs with non-ASCII characters ----------------------------------------------------
+
+
+def test_non_ascii_urls_are_percent_encoded_and_idna_hosts(coll: Collection) -> None:
+    from http_server import LocalHTTPServer
+
+    from lookalike.server.security import safe_fetch
+
+    image = (coll.root.parent / "gallery" / "blue" / "12.jpg").read_bytes()
+    with LocalHTTPServer({"café/ü 1.jpg": image}) as srv:
+        url = f"http://127.0.0.1:{srv.port}/café/ü 1.jpg?q=naïve&x=%C3%A9"
+        assert safe_fetch(url, allow_address=lambda _a: True) == image
+        assert srv.requests[-1].query == {"q": "naïve", "x": "é"}
+        asked: list[str] = []
+
+        def resolver(host: str, _port: int) -> list[str]:
+            asked.append(host)
+            return ["127.0.0.1"]
+
+        idn = f"http://bücher.example:{srv.port}/café/ü 1.jpg"
+        assert safe_fetch(idn, allow_address=lambda _a: True, resolver=resolver) == image
+        assert asked == ["xn--bcher-kva.example"]
+        assert srv.requests[-1].header("Host") == f"xn--bcher-kva.example:{srv.port}"
+
+        c = client(coll, allow_urls=True, allow_private_for_tests=True)
+        r = c.post("/search", json={"url": url, "k": 1})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["id"] == "blue/12.jpg"
+        # a host that cannot be written in IDNA is a 4xx, not a 500
+        r = c.post("/search", json={"url": "http://exa\u0000mple.com/a.jpg"})
+        assert r.status_code == 400 and set(r.json()) == {"error"}
+        r = c.post("/search", json={"url": "http://" + "é" * 70 + ".com/a.jpg"})
+        assert r.status_code == 400 and set(r.json()) == {"error"}

@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from ..errors import DownloadError, ImageRejected, InvalidInput
 
@@ -190,6 +190,7 @@ def safe_fetch(
     current = url
     for _hop in range(limits.max_redirects + 1):
         parts = _check_url(current)
+        current = parts.geturl()
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses = resolver(host, port)
@@ -241,9 +242,12 @@ def safe_fetch(
 
 
 def _check_url(url: str) -> SplitResult:
+    """The parts of ``url``, refused unless fetchable, in ASCII: an international host name
+    in IDNA (``xn--``) form, the path and query percent-encoded as UTF-8 (existing ``%XX``
+    escapes are kept), the fragment dropped."""
     try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
         raise UrlRefused(f"invalid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
@@ -252,7 +256,28 @@ def _check_url(url: str) -> SplitResult:
         raise UrlRefused("invalid URL: no host")
     if parts.username is not None or parts.password is not None:
         raise UrlRefused("URLs with credentials are not fetched")
-    return parts
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise UrlRefused(f"invalid host name in URL: {parts.hostname!r}") from None
+    if any(c <= " " or c in "\x7f/\\?#@" for c in host):
+        raise UrlRefused(f"invalid host name in URL: {parts.hostname!r}")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return parts._replace(
+        netloc=netloc,
+        path=quote(parts.path, safe=_URL_SAFE),
+        query=quote(parts.query, safe=_URL_SAFE + "?"),
+        fragment="",
+    )
+
+
+# Characters left as they are in a path or query (RFC 3986 sub-delims, ":", "@", "/", and "%"
+# so that escapes already present survive).
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 def _read_capped(
