@@ -19,6 +19,7 @@ from ..errors import (
     ItemNotFound,
     LookalikeError,
 )
+from .limits import Busy
 from .metrics import Metrics
 from .service import Conflict
 
@@ -52,6 +53,8 @@ def _one_line(text: str) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     async def lookalike_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, LookalikeError)
+        if isinstance(exc, Busy):
+            return _error(503, _one_line(str(exc)), {"Retry-After": str(exc.retry_after)})
         return _error(_status_for(exc), _one_line(str(exc)))
 
     async def http_error(_req: Request, exc: Exception) -> Response:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,11 @@ from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
 from ..store.metadata import check_metadata
+from .limits import Slots
 from .locking import RWLock
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
 from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
+from .settings import ServerSettings as ServerSettings  # re-exported
 from .uploads import (
     THUMBS,
     UPLOADS,
@@ -58,35 +59,6 @@ class NoImage(ItemNotFound):
     """The item exists but has no image file the server can serve."""
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    """How the server behaves. Everything defaults to the safe choice."""
-
-    api_key: str | None = None
-    api_key_all: bool = False  # require the key on read endpoints too
-    allow_urls: bool = False  # fetch images by URL (SSRF-guarded)
-    cors_origins: tuple[str, ...] = ()
-    max_upload_bytes: int = 20 * 2**20
-    max_megapixels: float = 50.0
-    max_files: int = 32
-    max_k: int = 1000
-    thumbnail_px: int = 256
-    fetch_timeout: float = 10.0
-    # Tests only (not on the CLI): let the URL guard accept loopback/private addresses so the
-    # success path of fetching can be exercised against a local test server.
-    allow_private_for_tests: bool = False
-
-    def __post_init__(self) -> None:
-        if self.api_key is not None and not self.api_key.strip():
-            raise InvalidInput("the API key must not be empty")
-        if self.api_key_all and self.api_key is None:
-            raise InvalidInput("--api-key-all needs --api-key")
-        if self.max_upload_bytes < 1:
-            raise InvalidInput("the upload size limit must be positive")
-        if self.max_files < 1 or self.max_k < 1 or self.thumbnail_px < 16:
-            raise InvalidInput("max_files and max_k must be positive, thumbnail_px >= 16")
-
-
 class Service:
     def __init__(self, coll: Collection, settings: ServerSettings) -> None:
         self.coll = coll
@@ -95,6 +67,11 @@ class Service:
         self.limits = DecodeLimits(max_megapixels=settings.max_megapixels)
         self.fetch_limits = FetchLimits(
             timeout=settings.fetch_timeout, max_bytes=settings.max_upload_bytes
+        )
+        # URL fetches at once: the excess is refused at once (each may hold a thread for
+        # up to fetch_timeout seconds, and the threads are shared with every other request)
+        self.fetches = Slots(
+            settings.max_fetches, "URL fetches", retry_after=int(settings.fetch_timeout / 2)
         )
         self.uploads = coll.root / UPLOADS
         self.thumbs = coll.root / THUMBS
@@ -281,9 +258,10 @@ class Service:
     def fetch(self, url: str) -> bytes:
         if not self.settings.allow_urls:
             raise QueryError("URL fetching is off on this server (start it with --allow-urls)")
-        if self.settings.allow_private_for_tests:
-            return safe_fetch(url, self.fetch_limits, allow_address=lambda _a: True)
-        return safe_fetch(url, self.fetch_limits)
+        with self.fetches.hold():
+            if self.settings.allow_private_for_tests:
+                return safe_fetch(url, self.fetch_limits, allow_address=lambda _a: True)
+            return safe_fetch(url, self.fetch_limits)
 
     def vector_json(self, vec: np.ndarray) -> list[float] | str:
         row = vec[0]

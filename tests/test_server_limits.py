@@ -1,0 +1,103 @@
+"""The server's bounds under real concurrency (uvicorn in a thread, real sockets): one total
+deadline per URL fetch, a bound on fetches and on decodes at once, writes that fail fast
+while another process writes, the API key checked before the body is read, and JSON errors
+for the malformed requests the app sees."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+
+import httpx  # noqa: E402
+import imagegen  # noqa: E402
+from http_server import LocalHTTPServer  # noqa: E402
+from server_util import live_server, make_collection  # noqa: E402
+
+from lookalike.collection import Collection  # noqa: E402
+from lookalike.errors import DownloadError  # noqa: E402
+from lookalike.server import ServerSettings, create_app  # noqa: E402
+from lookalike.server.security import FetchLimits, safe_fetch  # noqa: E402
+
+KEY = "k3y"
+
+
+@pytest.fixture
+def coll(tmp_path: Path) -> Iterator[Collection]:
+    c = make_collection(tmp_path)
+    yield c
+    c.close()
+
+
+def _jpeg(seed: int) -> bytes:
+    return imagegen.encode(imagegen.photo_like(seed, (120, 90)), "JPEG", quality=90)
+
+
+def _in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            out["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            out["error"] = exc
+        out["seconds"] = time.monotonic() - start
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _any(_address: str) -> bool:
+    return True
+
+
+# -- URL fetches: one total deadline, a bound on how many at once ------------------------
+
+
+@pytest.mark.parametrize("path", ["slowheaders?delay=0.2", "slow/a.jpg?delay=0.2"])
+def test_a_dripping_host_cannot_hold_a_fetch_past_its_deadline(path: str) -> None:
+    with LocalHTTPServer({"a.jpg": _jpeg(1)}) as srv:
+        t, out = _in_thread(
+            lambda: safe_fetch(srv.url(path), FetchLimits(timeout=1.0), allow_address=_any)
+        )
+        t.join(5)
+        assert not t.is_alive(), "the fetch outlived its 1 s deadline by 4 s"
+    assert isinstance(out.get("error"), DownloadError) and "timed out" in str(out["error"])
+    assert out["seconds"] < 2.0
+
+
+def test_fetches_are_bounded_and_health_answers_while_they_hang(coll: Collection) -> None:
+    settings = ServerSettings(
+        allow_urls=True, allow_private_for_tests=True, fetch_timeout=2.0, max_fetches=2
+    )
+    with LocalHTTPServer() as srv, live_server(create_app(coll, settings)) as base:
+        drip = {"url": srv.url("slowheaders?delay=0.2")}
+
+        def search() -> httpx.Response:
+            return httpx.post(base + "/search", json=drip, timeout=10)
+
+        stuck = [_in_thread(search) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while srv.total_requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = httpx.post(base + "/search", json=drip, timeout=5)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        assert "fetch" in r.json()["error"]
+        start = time.monotonic()
+        assert httpx.get(base + "/health", timeout=5).status_code == 200
+        assert time.monotonic() - start < 1.0
+        for t, out in stuck:
+            t.join(10)
+            assert out["value"].status_code == 400 and "timed out" in out["value"].json()["error"]
+            assert out["seconds"] < 4.0
+        # the slots are free again
+        assert httpx.post(base + "/search", json=drip, timeout=10).status_code == 400
