@@ -101,3 +101,50 @@ def test_fetches_are_bounded_and_health_answers_while_they_hang(coll: Collection
             assert out["seconds"] < 4.0
         # the slots are free again
         assert httpx.post(base + "/search", json=drip, timeout=10).status_code == 400
+
+
+# -- decodes: a memory budget ----------------------------------------------------------
+
+
+def test_decodes_over_the_memory_budget_wait_briefly_then_get_503(
+    coll: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    real = coll.embed_image
+
+    def held_embed(data: bytes, limits: Any = None) -> Any:
+        if not entered.is_set():
+            entered.set()
+            release.wait(20)
+        return real(data, limits)
+
+    monkeypatch.setattr(coll, "embed_image", held_embed)
+    # 1 MB: one decode of any size fills it (a decode is let through alone, whatever its size)
+    settings = ServerSettings(api_key=KEY, decode_memory_mb=1, busy_wait=0.3)
+    image = _jpeg(5)
+    with live_server(create_app(coll, settings)) as base:
+        first, out = _in_thread(
+            lambda: httpx.post(base + "/search", files={"file": ("a.jpg", image)}, timeout=30)
+        )
+        assert entered.wait(10)
+        start = time.monotonic()
+        r = httpx.post(base + "/search", files={"file": ("b.jpg", image)}, timeout=10)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+        assert 0.25 < time.monotonic() - start < 3
+        add = httpx.post(
+            base + "/items",
+            files={"files": ("c.jpg", _jpeg(6))},
+            headers={"X-API-Key": KEY},
+            timeout=10,
+        )
+        assert add.status_code == 503 and "retry-after" in add.headers
+        assert httpx.post(base + "/embed", files={"files": ("d.jpg", image)}).status_code == 503
+        # searches by id decode nothing and go on
+        assert httpx.get(base + "/items/red/1.jpg/similar", timeout=5).status_code == 200
+        release.set()
+        first.join(20)
+        assert out["value"].status_code == 200
+        # the budget is free again
+        r = httpx.post(base + "/search", files={"file": ("b.jpg", image)}, timeout=10)
+        assert r.status_code == 200
+    assert len(coll) == 8

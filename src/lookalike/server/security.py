@@ -90,6 +90,12 @@ def check_api_key(expected: str, headers: dict[str, str]) -> bool:
 def sniff_image(data: bytes) -> str:
     """The image format of ``data`` found from its bytes (never from a file name or a
     declared content type), e.g. ``"JPEG"``; raises :class:`ImageRejected` otherwise."""
+    return sniff(data)[0]
+
+
+def sniff(data: bytes) -> tuple[str, int]:
+    """The format (as :func:`sniff_image`) and the pixel count of ``data``, from its header
+    only (nothing is decoded)."""
     import io
 
     from PIL import Image
@@ -99,13 +105,14 @@ def sniff_image(data: bytes) -> str:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or ""
+            width, height = im.size
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too-large", str(exc)) from None
     except Exception:  # noqa: BLE001 - anything Pillow cannot identify
         raise ImageRejected("not-an-image", "unrecognised file format") from None
     if fmt not in IMAGE_MEDIA_TYPES:
         raise ImageRejected("not-an-image", f"{fmt or 'unknown'} files are not accepted")
-    return fmt
+    return fmt, int(width) * int(height)
 
 
 # -- SSRF-safe fetching --------------------------------------------------------------

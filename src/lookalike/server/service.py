@@ -26,10 +26,17 @@ from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
 from ..store.metadata import check_metadata
-from .limits import Slots
+from .limits import MemoryBudget, Slots, decode_cost
 from .locking import RWLock
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
+from .security import (
+    EXTENSIONS,
+    IMAGE_MEDIA_TYPES,
+    FetchLimits,
+    safe_fetch,
+    sniff,
+    sniff_image,
+)
 from .settings import ServerSettings as ServerSettings  # re-exported
 from .uploads import (
     THUMBS,
@@ -72,6 +79,11 @@ class Service:
         # up to fetch_timeout seconds, and the threads are shared with every other request)
         self.fetches = Slots(
             settings.max_fetches, "URL fetches", retry_after=int(settings.fetch_timeout / 2)
+        )
+        # Decodes at once, by estimated peak memory (a 50-megapixel upload needs ~800 MB):
+        # over the budget a decode waits up to busy_wait seconds, then gets a 503.
+        self.decodes = MemoryBudget(
+            int(settings.decode_memory_mb * 2**20), "decoding images", wait=settings.busy_wait
         )
         self.uploads = coll.root / UPLOADS
         self.thumbs = coll.root / THUMBS
@@ -252,8 +264,9 @@ class Service:
         Runs outside the lock: the embedder is thread-safe and never touches the catalog."""
         if len(data) > self.settings.max_upload_bytes:
             raise ImageRejected("too-large", f"upload over {self.settings.max_upload_bytes} bytes")
-        sniff_image(data)
-        return self.coll.embed_image(data, self.limits)
+        _, pixels = sniff(data)
+        with self.decodes.hold(decode_cost(pixels)):
+            return self.coll.embed_image(data, self.limits)
 
     def fetch(self, url: str) -> bytes:
         if not self.settings.allow_urls:
@@ -373,10 +386,12 @@ class Service:
             return cached.read_bytes(), media
         try:
             data = path.read_bytes()
-            decoded = decode_image(data, self.limits, draft=(px, px))
+            _, pixels = sniff(data)
+            with self.decodes.hold(decode_cost(pixels)):
+                decoded = decode_image(data, self.limits, draft=(px, px))
+                out = render_thumbnail(decoded.image, px, webp)
         except (OSError, ImageRejected):
             raise NoImage(f"the image of item {item_id!r} cannot be decoded") from None
-        out = render_thumbnail(decoded.image, px, webp)
         cache_thumbnail(self.thumbs, cached, out)
         return out, media
 
