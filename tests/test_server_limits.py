@@ -148,3 +148,62 @@ def test_decodes_over_the_memory_budget_wait_briefly_then_get_503(
         r = httpx.post(base + "/search", files={"file": ("b.jpg", image)}, timeout=10)
         assert r.status_code == 200
     assert len(coll) == 8
+
+
+# -- writes while another process holds the collection's lock ---------------------------
+
+
+def test_writes_fail_fast_while_another_process_writes_and_searches_go_on(
+    coll: Collection,
+) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"fh = open({str(coll.root / 'lock')!r}, 'a+')\n"
+            "fcntl.flock(fh.fileno(), fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        settings = ServerSettings(api_key=KEY)
+        with live_server(create_app(coll, settings)) as base:
+            h = {"X-API-Key": KEY}
+            assert httpx.get(base + "/items/red/1.jpg/similar", timeout=5).status_code == 200
+            add, out = _in_thread(
+                lambda: httpx.post(
+                    base + "/items", files={"files": ("n.jpg", _jpeg(9))}, headers=h, timeout=10
+                )
+            )
+            # searches keep answering, fast, while the add is refused
+            for _ in range(10):
+                start = time.monotonic()
+                r = httpx.get(base + "/items/red/1.jpg/similar", params={"k": 3}, timeout=5)
+                assert r.status_code == 200 and time.monotonic() - start < 0.5
+            add.join(10)
+            r = out["value"]
+            assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+            assert "another process" in r.json()["error"]
+            assert out["seconds"] < 2.0
+            r = httpx.delete(base + "/items/red/1.jpg", headers=h, timeout=10)
+            assert r.status_code == 503
+            holder.kill()
+            holder.wait(10)
+            r = httpx.post(
+                base + "/items", files={"files": ("n.jpg", _jpeg(9))}, headers=h, timeout=10
+            )
+            assert r.status_code == 201, r.text
+            assert httpx.delete(base + "/items/red/1.jpg", headers=h).status_code == 200
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert len(coll) == 8

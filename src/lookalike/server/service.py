@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +27,9 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from ..store.layout import write_lock
 from ..store.metadata import check_metadata
-from .limits import MemoryBudget, Slots, decode_cost
+from .limits import Busy, MemoryBudget, Slots, decode_cost
 from .locking import RWLock
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
 from .security import (
@@ -53,6 +56,9 @@ from .uploads import (
 
 if TYPE_CHECKING:
     from ..collection import Collection
+
+# How long a write waits for another process's lock on the collection before a 503.
+FILE_LOCK_WAIT = 0.5
 
 # Label-filtered searches score the label's vectors directly up to this many items.
 LABEL_SCAN_MAX = 250_000
@@ -85,6 +91,7 @@ class Service:
         self.decodes = MemoryBudget(
             int(settings.decode_memory_mb * 2**20), "decoding images", wait=settings.busy_wait
         )
+        self._writer = threading.Lock()  # one server write at a time
         self.uploads = coll.root / UPLOADS
         self.thumbs = coll.root / THUMBS
         coll.embedder.load()
@@ -312,7 +319,7 @@ class Service:
         try:
             for path, up in zip(paths, uploads, strict=True):
                 write_durably(path, up.data)
-            with self.lock.write():
+            with self.writing():
                 clash = next((i for i in ids if self.coll.catalog.id_exists(i)), None)
                 if clash is not None:
                     raise Conflict(f"an item with id {clash!r} already exists")
@@ -332,6 +339,33 @@ class Service:
             raise
         return ids
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold what a write needs, in this order: the server's writer mutex, the
+        collection's file lock, then the readers-writer lock. The file lock is taken
+        before the readers-writer lock, and without waiting long: a CLI ``index`` run
+        holds it for minutes, and a write queued on the readers-writer lock would stop
+        every search meanwhile. Raises :class:`Busy` (503) when either is taken."""
+        if not self._writer.acquire(timeout=self.settings.busy_wait):
+            raise Busy("another write is in progress on this server; retry shortly")
+        try:
+            deadline = time.monotonic() + FILE_LOCK_WAIT
+            while True:
+                with write_lock(self.coll.root, wait=False) as got:
+                    if got:
+                        with self.lock.write():
+                            yield
+                        return
+                if time.monotonic() >= deadline:
+                    raise Busy(
+                        "another process (e.g. lookalike index) is writing to the collection;"
+                        " retry later",
+                        retry_after=5,
+                    )
+                time.sleep(0.05)
+        finally:
+            self._writer.release()
+
     def _refers_to(self, item_id: str, path: Path) -> bool:
         try:
             item = self.coll.catalog.get(item_id)
@@ -340,7 +374,7 @@ class Service:
         return item is not None and item.path == str(path)
 
     def remove(self, item_id: str) -> None:
-        with self.lock.write():
+        with self.writing():
             item = self.coll.get(item_id)
             self.coll.remove([item_id])
         # An uploaded image belongs to its item: delete it after the commit.

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,10 +66,25 @@ def is_empty(root: Path) -> bool:
         catalog.close()
 
 
+# The roots whose lock this thread holds, with how many nested holds: a nested
+# write_lock(root) in the same thread (the server holding the lock around a library call
+# that takes it again) is a no-op instead of a deadlock against its own other descriptor.
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
     """Hold the collection's exclusive writer lock; yields False if ``wait`` is off and
-    another process holds it."""
+    another process holds it. Re-entrant within a thread."""
+    held: dict[str, int] = _held.__dict__.setdefault("roots", {})
+    key = os.path.realpath(root)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield True
+        finally:
+            held[key] -= 1
+        return
     fh = open(root / "lock", "a+")  # noqa: SIM115 - held across the yield
     try:
         flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -77,6 +93,10 @@ def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield True
+        held[key] = 1
+        try:
+            yield True
+        finally:
+            held.pop(key, None)
     finally:
         fh.close()
