@@ -207,3 +207,65 @@ def test_writes_fail_fast_while_another_process_writes_and_searches_go_on(
             holder.kill()
             holder.wait()
     assert len(coll) == 8
+
+
+# -- the API key is checked before the body is read ------------------------------------
+
+
+def _raw(base: str, head: bytes, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Send ``head`` and ``body`` on a fresh connection; the whole answer (until close)."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+        return b"".join(chunks)
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("settings", "method", "path"),
+    [
+        ({"api_key": KEY}, "POST", "/items"),
+        ({"api_key": KEY}, "DELETE", "/items/red/1.jpg"),
+        ({"api_key": KEY, "api_key_all": True}, "POST", "/search"),
+        ({"api_key": KEY, "api_key_all": True}, "POST", "/embed"),
+    ],
+)
+def test_a_wrong_api_key_is_refused_before_the_body_is_read(
+    coll: Collection, settings: dict[str, Any], method: str, path: str
+) -> None:
+    app = create_app(coll, ServerSettings(**settings))
+    with live_server(app) as base:
+        # 8 MB announced, 1 KB sent: the answer must come without waiting for the rest
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: wrong\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n"
+            f"Content-Length: {8 * 2**20}\r\n\r\n"
+        ).encode()
+        start = time.monotonic()
+        answer = _raw(base, head, b"--b\r\n" + b"x" * 1024, timeout=3)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert time.monotonic() - start < 2.5
+        assert b'"error"' in answer and b"API key" in answer
+        assert b"www-authenticate: ApiKey" in answer.lower().replace(b"apikey", b"ApiKey")
+    assert len(coll) == 8
