@@ -269,3 +269,93 @@ def test_a_wrong_api_key_is_refused_before_the_body_is_read(
         assert b'"error"' in answer and b"API key" in answer
         assert b"www-authenticate: ApiKey" in answer.lower().replace(b"apikey", b"ApiKey")
     assert len(coll) == 8
+
+
+# -- every error is JSON, on the wire --------------------------------------------------
+
+_JSON = "application/json"
+WIRE_ERRORS = [
+    (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"PUT /items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+    (b"GET /items/%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"GET /items/red/1.jpg/similar?k=abc HTTP/1.1\r\nHost: x\r\n\r\n", 422),
+    (
+        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5\r\n\r\n{bad}",
+        422,
+    ),
+    (
+        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 3\r\n\r\nabc",
+        415,
+    ),
+    (
+        b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=z\r\n"
+        b"Content-Length: 10\r\n\r\n0123456789",
+        400,
+    ),
+    (b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+    # refused by the HTTP parser before the app sees anything
+    (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+    (b"HELLO\r\n\r\n", 400),
+    (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    (b"GET /items/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+    (
+        b"POST /search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+]
+
+
+def _check_json_error(answer: bytes, status: int) -> None:
+    import json
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), answer[:300]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    assert headers["content-type"].startswith(_JSON), answer[:300]
+    error = json.loads(body)["error"]
+    assert isinstance(error, str) and error and "\n" not in error
+
+
+def test_every_error_on_the_wire_is_json(coll: Collection) -> None:
+    with live_server(create_app(coll, ServerSettings())) as base:
+        for request, status in WIRE_ERRORS:
+            _check_json_error(_raw(base, request, timeout=5), status)
+
+
+def test_the_serve_command_answers_malformed_http_in_json(coll: Collection) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "lookalike", "serve", "--collection", str(coll.root)]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        for request, status in WIRE_ERRORS[-4:]:
+            _check_json_error(_raw(base, request, timeout=5), status)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
@@ -72,6 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return _error(422, _one_line("invalid request: " + "; ".join(parts)))
 
+    async def client_gone(_req: Request, _exc: Exception) -> Response:
+        # nobody reads this answer; it only keeps a hung-up client out of the error log
+        return _error(400, "the client closed the connection before sending the whole body")
+
     async def unexpected(_req: Request, exc: Exception) -> Response:
         log.error("unexpected server error", exc_info=exc)
         return _error(500, "internal server error")
@@ -80,6 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
 
 
