@@ -154,3 +154,79 @@ def test_non_ascii_urls_are_percent_encoded_and_idna_hosts(coll: Collection) -> 
         assert r.status_code == 400 and set(r.json()) == {"error"}
         r = c.post("/search", json={"url": "http://" + "é" * 70 + ".com/a.jpg"})
         assert r.status_code == 400 and set(r.json()) == {"error"}
+
+
+# -- leftovers are cleaned at start ----------------------------------------------------
+
+
+def _age(path: Path, seconds: float) -> None:
+    import os
+    import time
+
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def test_start_removes_orphaned_uploads_and_stale_thumbnails(coll: Collection) -> None:
+    c = client(coll)
+    assert _add(c, "kept", "{}").status_code == 201
+    uploads = coll.root / "uploads"
+    (kept_file,) = list(uploads.iterdir())
+    _age(kept_file, 3600)  # referenced: kept however old
+    old_orphan = uploads / ("a" * 32 + ".jpg")
+    new_orphan = uploads / ("b" * 32 + ".png")  # a concurrent writer's, not committed yet
+    old_tmp = uploads / ("c" * 32 + ".jpg.tmp")
+    foreign = uploads / "notes.txt"  # not a name the server writes: never touched
+    for path in (old_orphan, new_orphan, old_tmp, foreign):
+        path.write_bytes(b"x")
+    for path in (old_orphan, old_tmp, foreign):
+        _age(path, 3600)
+    for item_id in ("red/1.jpg", "red/2.jpg", "kept"):
+        assert c.get(f"/items/{item_id}/thumbnail").status_code == 200
+        assert (
+            c.get(f"/items/{item_id}/thumbnail", headers={"Accept": "image/webp"}).status_code
+            == 200
+        )
+    thumbs = coll.root / "cache" / "thumbs"
+    assert len(list(thumbs.iterdir())) == 6
+    legacy = thumbs / ("d" * 32 + ".jpg")  # an older version's naming
+    legacy.write_bytes(b"x")
+    coll.remove(["red/2.jpg"])  # as `lookalike index` does when a file vanished
+
+    client(coll)  # a server starts
+
+    assert sorted(p.name for p in uploads.iterdir()) == sorted(
+        [kept_file.name, new_orphan.name, foreign.name]
+    )
+    left = list(thumbs.iterdir())
+    assert len(left) == 4 and not legacy.exists()
+    c = client(coll)
+    assert c.get("/items/kept/image").status_code == 200
+    # the thumbnails that stayed are the live items' and are served from the cache
+    assert c.get("/items/red/1.jpg/thumbnail").status_code == 200
+    assert len(list(thumbs.iterdir())) == 4
+
+
+def test_deleting_an_item_removes_its_thumbnails(coll: Collection) -> None:
+    c = client(coll)
+    for accept in ("image/jpeg", "image/webp"):
+        assert c.get("/items/red/3.jpg/thumbnail", headers={"Accept": accept}).status_code == 200
+    thumbs = coll.root / "cache" / "thumbs"
+    assert len(list(thumbs.iterdir())) == 2
+    assert c.delete("/items/red/3.jpg").status_code == 200
+    assert list(thumbs.iterdir()) == []
+
+
+def test_no_cleanup_while_another_process_holds_the_lock(coll: Collection) -> None:
+    import fcntl
+
+    orphan = coll.root / "uploads" / ("e" * 32 + ".jpg")
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"x")
+    _age(orphan, 3600)
+    with open(coll.root / "lock", "a+") as fh:  # another descriptor: as another process
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        assert client(coll).get("/health").status_code == 200
+        assert orphan.exists()
+    client(coll)
+    assert not orphan.exists()

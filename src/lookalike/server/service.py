@@ -29,6 +29,7 @@ from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
 from ..store.layout import write_lock
 from ..store.metadata import check_metadata
+from .cleanup import sweep
 from .limits import Busy, MemoryBudget, Slots, decode_cost
 from .locking import RWLock
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
@@ -98,6 +99,7 @@ class Service:
         _single_threaded_faiss()
         with self.lock.write():
             coll.index.store()  # load (or rebuild) the index before the first request
+        sweep(coll, settings.thumbnail_px)  # leftovers of crashes and removals
 
     # -- reading ---------------------------------------------------------------------
 
@@ -377,12 +379,22 @@ class Service:
         with self.writing():
             item = self.coll.get(item_id)
             self.coll.remove([item_id])
-        # An uploaded image belongs to its item: delete it after the commit.
-        if item.path and item.source == UPLOADS:
-            path = Path(item.path)
-            if path.parent == self.uploads:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+        if not item.path:
+            return
+        # Its thumbnails and an uploaded image belong to the item: delete them after the commit.
+        path = Path(item.path)
+        doomed = []
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            px = self.settings.thumbnail_px
+            doomed = [
+                thumbnail_cache_path(self.thumbs, item_id, path, st, px, w) for w in (False, True)
+            ]
+        if item.source == UPLOADS and path.parent == self.uploads:
+            doomed.append(path)
+        for doomed_path in doomed:
+            with contextlib.suppress(OSError):
+                doomed_path.unlink(missing_ok=True)
 
     # -- images ----------------------------------------------------------------------
 
