@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +26,12 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
-from ..store.layout import write_lock
 from ..store.metadata import check_metadata
 from .cleanup import sweep
-from .limits import Busy, MemoryBudget, Slots, decode_cost
-from .locking import RWLock
+from .limits import MemoryBudget, Slots, decode_cost
+from .locking import RWLock, exclusive_write
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
+from .scan import scan_slots
 from .security import (
     EXTENSIONS,
     IMAGE_MEDIA_TYPES,
@@ -57,9 +56,6 @@ from .uploads import (
 
 if TYPE_CHECKING:
     from ..collection import Collection
-
-# How long a write waits for another process's lock on the collection before a 503.
-FILE_LOCK_WAIT = 0.5
 
 # Label-filtered searches score the label's vectors directly up to this many items.
 LABEL_SCAN_MAX = 250_000
@@ -177,55 +173,11 @@ class Service:
         if label is not None:
             slots = self.coll.catalog.slots_with_label(label)
             if len(slots) <= LABEL_SCAN_MAX:
-                return self._hits(self._scan(vec, slots, k, threshold, exclude_slot))
+                return self._hits(scan_slots(self.coll, vec, slots, k, threshold, exclude_slot))
         hits = self.coll.search_vector(
             vec, k, threshold=threshold, label=label, exclude_slot=exclude_slot
         )
         return self._hits(hits)
-
-    def _scan(
-        self,
-        vec: np.ndarray,
-        slots: list[int],
-        k: int,
-        threshold: float | None,
-        exclude_slot: int | None,
-    ) -> list[Hit]:
-        idx = np.asarray(slots, dtype=np.int64)
-        if exclude_slot is not None:
-            idx = idx[idx != exclude_slot]
-        if idx.size == 0:
-            return []
-        coll = self.coll
-        mat = coll.vectors.read(idx, coll.catalog.next_slot)
-        query = np.asarray(vec, dtype=coll.vectors.dtype).reshape(-1)
-        if coll.binary:
-            bits = np.unpackbits(np.bitwise_xor(mat, query[None, :]), axis=1)
-            scores = 1.0 - bits.sum(axis=1, dtype=np.int64) / float(coll.dim)
-        else:
-            scores = mat.astype(np.float32) @ query.astype(np.float32)
-        order = np.lexsort((idx, -scores))  # best score first, then by slot
-        if threshold is not None:
-            order = order[scores[order] >= threshold]
-        order = order[:k]
-        items = coll.catalog.by_slots(idx[order].tolist())
-        hits: list[Hit] = []
-        for j in order.tolist():
-            item = items.get(int(idx[j]))
-            if item is None:
-                continue
-            hits.append(
-                Hit(
-                    len(hits) + 1,
-                    item.id,
-                    float(scores[j]),
-                    item.path,
-                    item.label,
-                    item.url,
-                    item.metadata,
-                )
-            )
-        return hits
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.max_k:
@@ -341,32 +293,10 @@ class Service:
             raise
         return ids
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold what a write needs, in this order: the server's writer mutex, the
-        collection's file lock, then the readers-writer lock. The file lock is taken
-        before the readers-writer lock, and without waiting long: a CLI ``index`` run
-        holds it for minutes, and a write queued on the readers-writer lock would stop
-        every search meanwhile. Raises :class:`Busy` (503) when either is taken."""
-        if not self._writer.acquire(timeout=self.settings.busy_wait):
-            raise Busy("another write is in progress on this server; retry shortly")
-        try:
-            deadline = time.monotonic() + FILE_LOCK_WAIT
-            while True:
-                with write_lock(self.coll.root, wait=False) as got:
-                    if got:
-                        with self.lock.write():
-                            yield
-                        return
-                if time.monotonic() >= deadline:
-                    raise Busy(
-                        "another process (e.g. lookalike index) is writing to the collection;"
-                        " retry later",
-                        retry_after=5,
-                    )
-                time.sleep(0.05)
-        finally:
-            self._writer.release()
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold what a write needs (see :func:`.locking.exclusive_write`); Busy (503) when
+        another write holds it too long."""
+        return exclusive_write(self.coll.root, self.lock, self._writer, self.settings.busy_wait)
 
     def _refers_to(self, item_id: str, path: Path) -> bool:
         try:
