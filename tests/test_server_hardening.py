@@ -230,3 +230,46 @@ def test_no_cleanup_while_another_process_holds_the_lock(coll: Collection) -> No
         assert orphan.exists()
     client(coll)
     assert not orphan.exists()
+
+
+# -- the OpenAPI description -----------------------------------------------------------
+
+
+def test_openapi_documents_errors_and_image_content_types(coll: Collection) -> None:
+    spec = client(coll, api_key=KEY).get("/openapi.json").json()
+    paths = spec["paths"]
+    error = spec["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"] and error["properties"]["error"]["type"] == "string"
+
+    def codes(path: str, method: str) -> dict[str, Any]:
+        return paths[path][method]["responses"]
+
+    def is_error(response: dict[str, Any]) -> bool:
+        schema = response["content"]["application/json"]["schema"]
+        return schema == {"$ref": "#/components/schemas/Error"}
+
+    expected = {
+        ("/items", "post"): {"201", "400", "401", "409", "413", "415", "422", "503"},
+        ("/items/{item_id}", "delete"): {"200", "401", "404", "503"},
+        ("/items/{item_id}", "get"): {"200", "404"},
+        ("/items/{item_id}/similar", "get"): {"200", "400", "404", "422"},
+        ("/items/{item_id}/image", "get"): {"200", "404"},
+        ("/items/{item_id}/thumbnail", "get"): {"200", "404", "503"},
+        ("/search", "post"): {"200", "400", "404", "413", "415", "422", "503"},
+        ("/embed", "post"): {"200", "400", "413", "415", "422", "503"},
+    }
+    for (path, method), want in expected.items():
+        got = codes(path, method)
+        assert want <= set(got), (path, method, sorted(got))
+        for code in want - {"200", "201"}:
+            assert is_error(got[code]), (path, method, code, got[code])
+
+    image = codes("/items/{item_id}/image", "get")["200"]["content"]
+    assert {"image/jpeg", "image/png", "image/webp", "image/gif"} <= set(image)
+    assert image["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    assert "application/json" not in image
+    thumb = codes("/items/{item_id}/thumbnail", "get")["200"]["content"]
+    assert set(thumb) == {"image/jpeg", "image/webp"}
+    for path, field in (("/items", "files"), ("/embed", "files"), ("/search", "file")):
+        body = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert body["encoding"][field]["contentType"] == "image/*", path
