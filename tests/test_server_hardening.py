@@ -273,3 +273,20 @@ def test_openapi_documents_errors_and_image_content_types(coll: Collection) -> N
     for path, field in (("/items", "files"), ("/embed", "files"), ("/search", "file")):
         body = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]
         assert body["encoding"][field]["contentType"] == "image/*", path
+
+
+# -- favicon ---------------------------------------------------------------------------
+
+
+def test_favicon_is_a_small_icon_served_to_everyone(coll: Collection) -> None:
+    import io
+
+    from PIL import Image
+
+    c = client(coll, api_key=KEY, api_key_all=True)
+    r = c.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
+    assert "max-age" in r.headers["cache-control"] and len(r.content) < 10_000
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.format == "ICO" and im.size == (32, 32)
+    assert "/favicon.ico" not in c.get("/openapi.json").json()["paths"]
