@@ -290,3 +290,41 @@ def test_favicon_is_a_small_icon_served_to_everyone(coll: Collection) -> None:
     with Image.open(io.BytesIO(r.content)) as im:
         assert im.format == "ICO" and im.size == (32, 32)
     assert "/favicon.ico" not in c.get("/openapi.json").json()["paths"]
+
+
+# -- no server path in any answer ------------------------------------------------------
+
+
+def test_no_answer_shows_a_server_path(coll: Collection, tmp_path: Path) -> None:
+    c = client(coll)
+    assert _add(c, "", "{}").status_code == 400
+    added = c.post("/items", files={"files": ("a.jpg", _jpeg(31))})
+    assert added.status_code == 201
+    (new_id,) = added.json()["ids"]
+    answers = [
+        added,
+        c.get(f"/items/{new_id}"),
+        c.get("/items/red/1.jpg"),
+        c.get("/items/red/1.jpg/similar", params={"k": 20}),
+        c.post("/search", json={"id": new_id, "k": 20}),
+        c.post("/search", files={"file": ("q.jpg", _jpeg(31))}),
+        c.get("/items/nope"),
+        c.get("/items/%ff%fe"),
+        c.get("/items/nope/similar"),
+        c.get("/items/nope/image"),
+        c.get("/items/nope/thumbnail"),
+        c.delete("/items/nope"),
+        c.post("/search", json={"id": "nope"}),
+        c.post("/items", files={"files": ("a.jpg", _jpeg(31))}, data={"ids": new_id}),
+        c.get("/health"),
+        c.get("/metrics"),
+        c.get("/openapi.json"),
+    ]
+    (coll.root.parent / "gallery" / "red" / "4.jpg").unlink()
+    answers += [c.get("/items/red/4.jpg/image"), c.get("/items/red/4.jpg/thumbnail")]
+    for r in answers:
+        for secret in {str(tmp_path), str(tmp_path.resolve())}:
+            assert secret not in r.text, (r.request.url, r.text[:300])
+    hits = c.get("/items/red/1.jpg/similar", params={"k": 20}).json()["results"]
+    for hit in hits:
+        assert hit["image_url"].startswith("/items/") and not hit["id"].startswith("/")

@@ -57,7 +57,7 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
-    install_error_handlers(app)
+    install_error_handlers(app, coll.root)
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + _SLACK)
     app.add_middleware(KeyGate, settings=settings)  # outside BodyLimit: 401 before 413

@@ -3,7 +3,9 @@ line"}``, never a traceback), the request body limit, and per-route metrics."""
 
 import json
 import logging
+import os
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,12 +55,25 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()) or "error"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _without_paths(message: str, root: Path | None) -> str:
+    """The library's messages name the collection folder; a client never sees it."""
+    if root is None:
+        return message
+    for folder in dict.fromkeys((str(root), os.path.realpath(root))):
+        message = message.replace(f" in collection {folder}", "").replace(f" in {folder}", "")
+        message = message.replace(folder, "<collection>")
+    return message
+
+
+def install_error_handlers(app: FastAPI, root: Path | None = None) -> None:
+    """JSON error handlers; messages are cleaned of the collection folder ``root``."""
+
     async def lookalike_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, LookalikeError)
+        message = _one_line(_without_paths(str(exc), root))
         if isinstance(exc, Busy):
-            return _error(503, _one_line(str(exc)), {"Retry-After": str(exc.retry_after)})
-        return _error(_status_for(exc), _one_line(str(exc)))
+            return _error(503, message, {"Retry-After": str(exc.retry_after)})
+        return _error(_status_for(exc), message)
 
     async def http_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
