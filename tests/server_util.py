@@ -39,11 +39,15 @@ def live_server(app: Any) -> Iterator[str]:
     """Run ``app`` on uvicorn in a daemon thread on a free 127.0.0.1 port; yield its base URL."""
     import uvicorn
 
+    from lookalike.server.protocol import json_http_protocol
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", http=json_http_protocol(), server_header=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -183,3 +183,58 @@ def test_paste_an_image_url(page: Any, site: tuple[str, Path]) -> None:
         " && document.querySelector('#results .result').dataset.id === 'blue/13.jpg'",
     )
     assert _grid(page)[0]["score"] == "1.000"
+
+
+LONG_IDS = [
+    "catalogue/" + "a-very-long-product-name-without-any-break" * 4 + ".jpg",
+    "x" * 200,
+    "red/" + "ü" * 90 + ".jpg",
+]
+
+
+def test_no_sideways_scroll_at_any_width_with_long_ids(page: Any, site: tuple[str, Path]) -> None:
+    import imagegen
+
+    base = site[0]
+    for n, item_id in enumerate(LONG_IDS):
+        data = imagegen.encode(imagegen.photo_like(700 + n, (120, 90)), "JPEG", quality=90)
+        boundary = "lookalike-test"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="ids"\r\n\r\n'
+                f'{item_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            base + "/items",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            assert resp.status == 201
+    page.set_input_files("#file-input", str(site[1] / "red" / "3.jpg"))
+    _wait(page, "document.querySelectorAll('#results .result').length === 11")
+    _wait(page, "document.querySelector('#results img').naturalWidth > 0")  # the rest: lazy
+    for width in (1280, 768, 390, 360):
+        page.set_viewport_size({"width": width, "height": 800})
+        time.sleep(0.1)
+        sizes = page.evaluate(
+            """() => ({
+                scroll: document.documentElement.scrollWidth,
+                inner: window.innerWidth,
+                right: Math.max(...[...document.querySelectorAll('#results .result')]
+                    .map(e => e.getBoundingClientRect().right)),
+                columns: new Set([...document.querySelectorAll('#results .result')]
+                    .map(e => Math.round(e.getBoundingClientRect().left))).size,
+            })"""
+        )
+        assert sizes["scroll"] <= sizes["inner"], (width, sizes)
+        assert sizes["right"] <= sizes["inner"], (width, sizes)
+        assert sizes["columns"] >= (2 if width < 500 else 3), (width, sizes)
+    # the long id as the query title wraps too
+    page.click(f"#results .result[data-id='{LONG_IDS[1]}'] button")
+    _wait(page, f"document.getElementById('query-title').textContent === '{LONG_IDS[1]}'")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -97,6 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(coll, settings)
         import uvicorn
 
+        from ..server.protocol import json_http_protocol
+
         print(
             f"lookalike: serving {coll.root} ({len(coll)} items) on http://{args.host}:{args.port}/",
             file=sys.stderr,
@@ -107,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level="warning" if args.verbose == 0 else "info",
             server_header=False,
+            http=json_http_protocol(),  # uvicorn's own 400s in JSON too
             access_log=args.verbose > 0,
         )
     finally:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..collection import Collection
-    from .service import ServerSettings
+    from .settings import ServerSettings
 
 __all__ = ["ServerSettings", "create_app", "require_server_extra"]
 
@@ -46,7 +46,7 @@ def create_app(
 
 def __getattr__(name: str) -> Any:
     if name == "ServerSettings":  # lazy: keeps `import lookalike.server` cheap for the CLI
-        from .service import ServerSettings
+        from .settings import ServerSettings
 
         return ServerSettings
     raise AttributeError(name)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..collection import Collection
 from .metrics import Metrics
-from .middleware import BodyLimit, Observe, install_error_handlers
+from .middleware import BodyLimit, KeyGate, Observe, install_error_handlers
 from .routes.common import Wiring, access_dependencies
 from .routes.items import add_item_routes
 from .routes.pages import add_page_routes
@@ -57,9 +57,10 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
-    install_error_handlers(app)
+    install_error_handlers(app, coll.root)
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + _SLACK)
+    app.add_middleware(KeyGate, settings=settings)  # outside BodyLimit: 401 before 413
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["RWLock", "WouldBlock"]
+from ..store.layout import write_lock
+from .limits import Busy
+
+__all__ = ["RWLock", "WouldBlock", "exclusive_write"]
+
+# How long a write waits for another process's lock on the collection before a 503.
+FILE_LOCK_WAIT = 0.5
 
 
 class WouldBlock(Exception):
@@ -56,3 +64,33 @@ class RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+@contextlib.contextmanager
+def exclusive_write(root: Path, rw: RWLock, mutex: threading.Lock, wait: float) -> Iterator[None]:
+    """Hold, in this order: the server's writer ``mutex`` (up to ``wait`` s), the
+    collection's file lock (up to :data:`FILE_LOCK_WAIT` s), then ``rw`` for writing.
+
+    The file lock comes before the readers-writer lock, and is not waited for long: a CLI
+    ``index`` run holds it for minutes, and a write queued on the readers-writer lock would
+    stop every search meanwhile. Raises :class:`Busy` (a 503) when either is taken.
+    """
+    if not mutex.acquire(timeout=wait):
+        raise Busy("another write is in progress on this server; retry shortly")
+    try:
+        deadline = time.monotonic() + FILE_LOCK_WAIT
+        while True:
+            with write_lock(root, wait=False) as got:
+                if got:
+                    with rw.write():
+                        yield
+                    return
+            if time.monotonic() >= deadline:
+                raise Busy(
+                    "another process (e.g. lookalike index) is writing to the collection;"
+                    " retry later",
+                    retry_after=5,
+                )
+            time.sleep(0.05)
+    finally:
+        mutex.release()

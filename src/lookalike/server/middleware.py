@@ -3,13 +3,16 @@ line"}``, never a traceback), the request body limit, and per-route metrics."""
 
 import json
 import logging
+import os
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
@@ -19,10 +22,13 @@ from ..errors import (
     ItemNotFound,
     LookalikeError,
 )
+from .limits import Busy
 from .metrics import Metrics
+from .security import check_api_key
 from .service import Conflict
+from .settings import ServerSettings
 
-__all__ = ["BodyLimit", "Observe", "install_error_handlers"]
+__all__ = ["BodyLimit", "KeyGate", "Observe", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +55,25 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()) or "error"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _without_paths(message: str, root: Path | None) -> str:
+    """The library's messages name the collection folder; a client never sees it."""
+    if root is None:
+        return message
+    for folder in dict.fromkeys((str(root), os.path.realpath(root))):
+        message = message.replace(f" in collection {folder}", "").replace(f" in {folder}", "")
+        message = message.replace(folder, "<collection>")
+    return message
+
+
+def install_error_handlers(app: FastAPI, root: Path | None = None) -> None:
+    """JSON error handlers; messages are cleaned of the collection folder ``root``."""
+
     async def lookalike_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, LookalikeError)
-        return _error(_status_for(exc), _one_line(str(exc)))
+        message = _one_line(_without_paths(str(exc), root))
+        if isinstance(exc, Busy):
+            return _error(503, message, {"Retry-After": str(exc.retry_after)})
+        return _error(_status_for(exc), message)
 
     async def http_error(_req: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -67,6 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return _error(422, _one_line("invalid request: " + "; ".join(parts)))
 
+    async def client_gone(_req: Request, _exc: Exception) -> Response:
+        # nobody reads this answer; it only keeps a hung-up client out of the error log
+        return _error(400, "the client closed the connection before sending the whole body")
+
     async def unexpected(_req: Request, exc: Exception) -> Response:
         log.error("unexpected server error", exc_info=exc)
         return _error(500, "internal server error")
@@ -75,6 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -85,7 +111,9 @@ class _TooLarge(Exception):
     pass
 
 
-async def _send_json(send: Send, status: int, message: str) -> None:
+async def _send_json(
+    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
     await send(
         {
@@ -95,6 +123,7 @@ async def _send_json(send: Send, status: int, message: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(extra or []),
             ],
         }
     )
@@ -153,6 +182,51 @@ class BodyLimit:
                 raise
         if exceeded and not started:
             await _send_json(send, 413, message)
+
+
+# Paths that hold no collection data: open even with --api-key-all.
+_OPEN_PATHS = frozenset({"/", "/health", "/favicon.ico", "/docs", "/openapi.json"})
+_OPEN_PREFIXES = ("/static/", "/docs-assets/")
+KEY_ERROR = "missing or wrong API key (send it as X-API-Key)"
+
+
+def needs_key(settings: ServerSettings, method: str, path: str) -> bool:
+    """Whether a request must carry the API key: writes (POST /items, DELETE /items/...),
+    and with ``api_key_all`` everything but the page, its assets, the docs and /health."""
+    if settings.api_key is None:
+        return False
+    if settings.api_key_all:
+        return path not in _OPEN_PATHS and not path.startswith(_OPEN_PREFIXES)
+    return (method == "POST" and path == "/items") or (
+        method == "DELETE" and path.startswith("/items/")
+    )
+
+
+class KeyGate:
+    """Checks the API key from the request headers alone, before any body is read: a
+    client without the key cannot make the server receive and parse a 20 MB upload. (The
+    routes' own key dependencies stay, and describe the key in the OpenAPI schema.)"""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        expected = self.settings.api_key
+        if (
+            scope["type"] == "http"
+            and expected is not None
+            and needs_key(self.settings, scope["method"], scope["path"])
+        ):
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in (b"x-api-key", b"authorization")
+            }
+            if not check_api_key(expected, headers):
+                await _send_json(send, 401, KEY_ERROR, [(b"www-authenticate", b"ApiKey")])
+                return
+        await self.app(scope, receive, send)
 
 
 class Observe:

@@ -17,15 +17,17 @@ URL fetching (:func:`safe_fetch`) only ever connects to addresses it has vetted:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from ..errors import DownloadError, ImageRejected, InvalidInput
 
@@ -88,6 +90,12 @@ def check_api_key(expected: str, headers: dict[str, str]) -> bool:
 def sniff_image(data: bytes) -> str:
     """The image format of ``data`` found from its bytes (never from a file name or a
     declared content type), e.g. ``"JPEG"``; raises :class:`ImageRejected` otherwise."""
+    return sniff(data)[0]
+
+
+def sniff(data: bytes) -> tuple[str, int]:
+    """The format (as :func:`sniff_image`) and the pixel count of ``data``, from its header
+    only (nothing is decoded)."""
     import io
 
     from PIL import Image
@@ -97,13 +105,14 @@ def sniff_image(data: bytes) -> str:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or ""
+            width, height = im.size
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too-large", str(exc)) from None
     except Exception:  # noqa: BLE001 - anything Pillow cannot identify
         raise ImageRejected("not-an-image", "unrecognised file format") from None
     if fmt not in IMAGE_MEDIA_TYPES:
         raise ImageRejected("not-an-image", f"{fmt or 'unknown'} files are not accepted")
-    return fmt
+    return fmt, int(width) * int(height)
 
 
 # -- SSRF-safe fetching --------------------------------------------------------------
@@ -169,6 +178,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = sock  # visible to the watchdog during the TLS handshake
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
@@ -187,9 +197,69 @@ def safe_fetch(
     """
     limits = limits or FetchLimits()
     deadline = time.monotonic() + limits.timeout
+    with _Watchdog(limits.timeout) as watchdog:
+        try:
+            return _fetch(url, limits, deadline, watchdog, allow_address, resolver)
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog.fired or isinstance(exc, TimeoutError | socket.timeout):
+                raise DownloadError("download timed out") from None
+            raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from None
+
+
+class _Watchdog:
+    """Shuts the current connection's socket down when the fetch's one total deadline
+    passes: a socket timeout alone bounds each read, and a host that drips a byte before
+    every timeout could hold the fetch (and a server thread) for ever."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._conn = conn
+
+    def connected(self, sock: socket.socket) -> None:
+        """Called once the socket exists (it may be after the deadline)."""
+        with self._lock:
+            if self.fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._conn.sock if self._conn is not None else None
+            if sock is not None:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _fetch(
+    url: str,
+    limits: FetchLimits,
+    deadline: float,
+    watchdog: _Watchdog,
+    allow_address: Callable[[str], bool],
+    resolver: Resolver,
+) -> bytes:
     current = url
     for _hop in range(limits.max_redirects + 1):
         parts = _check_url(current)
+        current = parts.geturl()
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses = resolver(host, port)
@@ -201,14 +271,18 @@ def safe_fetch(
                 f"refusing to fetch {host!r}: it resolves to a non-public address ({refused[0]})"
             )
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or watchdog.fired:
             raise DownloadError("download timed out")
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
         conn = cls(host, port, addresses[0], timeout=remaining)
+        watchdog.watch(conn)
         try:
             target = parts.path or "/"
             if parts.query:
                 target += "?" + parts.query
+            conn.connect()
+            if conn.sock is not None:
+                watchdog.connected(conn.sock)
             conn.request(
                 "GET",
                 target,
@@ -230,20 +304,22 @@ def safe_fetch(
             length = resp.getheader("Content-Length")
             if length and length.isdigit() and int(length) > limits.max_bytes:
                 raise UrlRefused(f"the image is larger than {limits.max_bytes} bytes")
-            return _read_capped(resp, limits.max_bytes, deadline, conn)
-        except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, TimeoutError | socket.timeout):
-                raise DownloadError("download timed out") from None
-            raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from None
+            data = _read_capped(resp, limits.max_bytes, deadline, conn)
+            if watchdog.fired:  # a body without a length ends at the shut-down socket
+                raise DownloadError("download timed out")
+            return data
         finally:
             conn.close()
     raise UrlRefused(f"more than {limits.max_redirects} redirects")
 
 
 def _check_url(url: str) -> SplitResult:
+    """The parts of ``url``, refused unless fetchable, in ASCII: an international host name
+    in IDNA (``xn--``) form, the path and query percent-encoded as UTF-8 (existing ``%XX``
+    escapes are kept), the fragment dropped."""
     try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
         raise UrlRefused(f"invalid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
@@ -252,7 +328,28 @@ def _check_url(url: str) -> SplitResult:
         raise UrlRefused("invalid URL: no host")
     if parts.username is not None or parts.password is not None:
         raise UrlRefused("URLs with credentials are not fetched")
-    return parts
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise UrlRefused(f"invalid host name in URL: {parts.hostname!r}") from None
+    if any(c <= " " or c in "\x7f/\\?#@" for c in host):
+        raise UrlRefused(f"invalid host name in URL: {parts.hostname!r}")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return parts._replace(
+        netloc=netloc,
+        path=quote(parts.path, safe=_URL_SAFE),
+        query=quote(parts.query, safe=_URL_SAFE + "?"),
+        fragment="",
+    )
+
+
+# Characters left as they are in a path or query (RFC 3986 sub-delims, ":", "@", "/", and "%"
+# so that escapes already present survive).
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 def _read_capped(

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,21 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
-from .locking import RWLock
+from ..store.metadata import check_metadata
+from .cleanup import sweep
+from .limits import MemoryBudget, Slots, decode_cost
+from .locking import RWLock, exclusive_write
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff_image
+from .scan import scan_slots
+from .security import (
+    EXTENSIONS,
+    IMAGE_MEDIA_TYPES,
+    FetchLimits,
+    safe_fetch,
+    sniff,
+    sniff_image,
+)
+from .settings import ServerSettings as ServerSettings  # re-exported
 from .uploads import (
     THUMBS,
     UPLOADS,
@@ -57,35 +69,6 @@ class NoImage(ItemNotFound):
     """The item exists but has no image file the server can serve."""
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    """How the server behaves. Everything defaults to the safe choice."""
-
-    api_key: str | None = None
-    api_key_all: bool = False  # require the key on read endpoints too
-    allow_urls: bool = False  # fetch images by URL (SSRF-guarded)
-    cors_origins: tuple[str, ...] = ()
-    max_upload_bytes: int = 20 * 2**20
-    max_megapixels: float = 50.0
-    max_files: int = 32
-    max_k: int = 1000
-    thumbnail_px: int = 256
-    fetch_timeout: float = 10.0
-    # Tests only (not on the CLI): let the URL guard accept loopback/private addresses so the
-    # success path of fetching can be exercised against a local test server.
-    allow_private_for_tests: bool = False
-
-    def __post_init__(self) -> None:
-        if self.api_key is not None and not self.api_key.strip():
-            raise InvalidInput("the API key must not be empty")
-        if self.api_key_all and self.api_key is None:
-            raise InvalidInput("--api-key-all needs --api-key")
-        if self.max_upload_bytes < 1:
-            raise InvalidInput("the upload size limit must be positive")
-        if self.max_files < 1 or self.max_k < 1 or self.thumbnail_px < 16:
-            raise InvalidInput("max_files and max_k must be positive, thumbnail_px >= 16")
-
-
 class Service:
     def __init__(self, coll: Collection, settings: ServerSettings) -> None:
         self.coll = coll
@@ -95,12 +78,24 @@ class Service:
         self.fetch_limits = FetchLimits(
             timeout=settings.fetch_timeout, max_bytes=settings.max_upload_bytes
         )
+        # URL fetches at once: the excess is refused at once (each may hold a thread for
+        # up to fetch_timeout seconds, and the threads are shared with every other request)
+        self.fetches = Slots(
+            settings.max_fetches, "URL fetches", retry_after=int(settings.fetch_timeout / 2)
+        )
+        # Decodes at once, by estimated peak memory (a 50-megapixel upload needs ~800 MB):
+        # over the budget a decode waits up to busy_wait seconds, then gets a 503.
+        self.decodes = MemoryBudget(
+            int(settings.decode_memory_mb * 2**20), "decoding images", wait=settings.busy_wait
+        )
+        self._writer = threading.Lock()  # one server write at a time
         self.uploads = coll.root / UPLOADS
         self.thumbs = coll.root / THUMBS
         coll.embedder.load()
         _single_threaded_faiss()
         with self.lock.write():
             coll.index.store()  # load (or rebuild) the index before the first request
+        sweep(coll, settings.thumbnail_px)  # leftovers of crashes and removals
 
     # -- reading ---------------------------------------------------------------------
 
@@ -178,55 +173,11 @@ class Service:
         if label is not None:
             slots = self.coll.catalog.slots_with_label(label)
             if len(slots) <= LABEL_SCAN_MAX:
-                return self._hits(self._scan(vec, slots, k, threshold, exclude_slot))
+                return self._hits(scan_slots(self.coll, vec, slots, k, threshold, exclude_slot))
         hits = self.coll.search_vector(
             vec, k, threshold=threshold, label=label, exclude_slot=exclude_slot
         )
         return self._hits(hits)
-
-    def _scan(
-        self,
-        vec: np.ndarray,
-        slots: list[int],
-        k: int,
-        threshold: float | None,
-        exclude_slot: int | None,
-    ) -> list[Hit]:
-        idx = np.asarray(slots, dtype=np.int64)
-        if exclude_slot is not None:
-            idx = idx[idx != exclude_slot]
-        if idx.size == 0:
-            return []
-        coll = self.coll
-        mat = coll.vectors.read(idx, coll.catalog.next_slot)
-        query = np.asarray(vec, dtype=coll.vectors.dtype).reshape(-1)
-        if coll.binary:
-            bits = np.unpackbits(np.bitwise_xor(mat, query[None, :]), axis=1)
-            scores = 1.0 - bits.sum(axis=1, dtype=np.int64) / float(coll.dim)
-        else:
-            scores = mat.astype(np.float32) @ query.astype(np.float32)
-        order = np.lexsort((idx, -scores))  # best score first, then by slot
-        if threshold is not None:
-            order = order[scores[order] >= threshold]
-        order = order[:k]
-        items = coll.catalog.by_slots(idx[order].tolist())
-        hits: list[Hit] = []
-        for j in order.tolist():
-            item = items.get(int(idx[j]))
-            if item is None:
-                continue
-            hits.append(
-                Hit(
-                    len(hits) + 1,
-                    item.id,
-                    float(scores[j]),
-                    item.path,
-                    item.label,
-                    item.url,
-                    item.metadata,
-                )
-            )
-        return hits
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.max_k:
@@ -274,15 +225,17 @@ class Service:
         Runs outside the lock: the embedder is thread-safe and never touches the catalog."""
         if len(data) > self.settings.max_upload_bytes:
             raise ImageRejected("too-large", f"upload over {self.settings.max_upload_bytes} bytes")
-        sniff_image(data)
-        return self.coll.embed_image(data, self.limits)
+        _, pixels = sniff(data)
+        with self.decodes.hold(decode_cost(pixels)):
+            return self.coll.embed_image(data, self.limits)
 
     def fetch(self, url: str) -> bytes:
         if not self.settings.allow_urls:
             raise QueryError("URL fetching is off on this server (start it with --allow-urls)")
-        if self.settings.allow_private_for_tests:
-            return safe_fetch(url, self.fetch_limits, allow_address=lambda _a: True)
-        return safe_fetch(url, self.fetch_limits)
+        with self.fetches.hold():
+            if self.settings.allow_private_for_tests:
+                return safe_fetch(url, self.fetch_limits, allow_address=lambda _a: True)
+            return safe_fetch(url, self.fetch_limits)
 
     def vector_json(self, vec: np.ndarray) -> list[float] | str:
         row = vec[0]
@@ -300,6 +253,7 @@ class Service:
         vecs: list[np.ndarray] = []
         formats: list[str] = []
         for n, up in enumerate(uploads, 1):
+            check_metadata(up.metadata)
             try:
                 fmt = sniff_image(up.data)
                 vecs.append(self.embed(up.data))
@@ -319,7 +273,7 @@ class Service:
         try:
             for path, up in zip(paths, uploads, strict=True):
                 write_durably(path, up.data)
-            with self.lock.write():
+            with self.writing():
                 clash = next((i for i in ids if self.coll.catalog.id_exists(i)), None)
                 if clash is not None:
                     raise Conflict(f"an item with id {clash!r} already exists")
@@ -339,6 +293,11 @@ class Service:
             raise
         return ids
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold what a write needs (see :func:`.locking.exclusive_write`); Busy (503) when
+        another write holds it too long."""
+        return exclusive_write(self.coll.root, self.lock, self._writer, self.settings.busy_wait)
+
     def _refers_to(self, item_id: str, path: Path) -> bool:
         try:
             item = self.coll.catalog.get(item_id)
@@ -347,15 +306,25 @@ class Service:
         return item is not None and item.path == str(path)
 
     def remove(self, item_id: str) -> None:
-        with self.lock.write():
+        with self.writing():
             item = self.coll.get(item_id)
             self.coll.remove([item_id])
-        # An uploaded image belongs to its item: delete it after the commit.
-        if item.path and item.source == UPLOADS:
-            path = Path(item.path)
-            if path.parent == self.uploads:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+        if not item.path:
+            return
+        # Its thumbnails and an uploaded image belong to the item: delete them after the commit.
+        path = Path(item.path)
+        doomed = []
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            px = self.settings.thumbnail_px
+            doomed = [
+                thumbnail_cache_path(self.thumbs, item_id, path, st, px, w) for w in (False, True)
+            ]
+        if item.source == UPLOADS and path.parent == self.uploads:
+            doomed.append(path)
+        for doomed_path in doomed:
+            with contextlib.suppress(OSError):
+                doomed_path.unlink(missing_ok=True)
 
     # -- images ----------------------------------------------------------------------
 
@@ -393,10 +362,12 @@ class Service:
             return cached.read_bytes(), media
         try:
             data = path.read_bytes()
-            decoded = decode_image(data, self.limits, draft=(px, px))
+            _, pixels = sniff(data)
+            with self.decodes.hold(decode_cost(pixels)):
+                decoded = decode_image(data, self.limits, draft=(px, px))
+                out = render_thumbnail(decoded.image, px, webp)
         except (OSError, ImageRejected):
             raise NoImage(f"the image of item {item_id!r} cannot be decoded") from None
-        out = render_thumbnail(decoded.image, px, webp)
         cache_thumbnail(self.thumbs, cached, out)
         return out, media
 

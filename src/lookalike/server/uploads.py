@@ -68,10 +68,17 @@ def write_durably(path: Path, data: bytes) -> None:
 def thumbnail_cache_path(
     thumbs: Path, item_id: str, path: Path, st: os.stat_result, px: int, webp: bool
 ) -> Path:
-    """Where the thumbnail of this version of the image file is cached."""
+    """Where the thumbnail of this version of the image file is cached:
+    ``<hash of the id>-<hash of the version>.<ext>``, so that the start-up sweep can tell
+    the thumbnails of items that are gone (see :mod:`.cleanup`)."""
     ext = "webp" if webp else "jpg"
     key = f"{item_id}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{px}"
-    return thumbs / f"{digest(key.encode('utf-8', 'surrogatepass'))[:32]}.{ext}"
+    version = digest(key.encode("utf-8", "surrogatepass"))[:16]
+    return thumbs / f"{thumbnail_prefix(item_id)}-{version}.{ext}"
+
+
+def thumbnail_prefix(item_id: str) -> str:
+    return digest(item_id.encode("utf-8", "surrogatepass"))[:16]
 
 
 def render_thumbnail(im: Image.Image, px: int, webp: bool) -> bytes:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,10 +140,26 @@ def check_creatable(root: Path, *, locked: bool = True) -> None:
         )
 
 
+# The roots whose lock this thread holds, with how many nested holds: a nested
+# write_lock(root) in the same thread (the server holding the lock around a library call
+# that takes it again) is a no-op instead of a deadlock against its own other descriptor.
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
     """Hold the collection's exclusive writer lock; yields False if ``wait`` is off and
-    another process holds it. While waiting, a warning says so (once)."""
+    another process holds it. While waiting, a warning says so (once). Re-entrant within
+    a thread."""
+    held: dict[str, int] = _held.__dict__.setdefault("roots", {})
+    key = os.path.realpath(root)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield True
+        finally:
+            held[key] -= 1
+        return
     fh = open(root / LOCK, "a+")  # noqa: SIM115 - held across the yield
     try:
         try:
@@ -153,7 +170,11 @@ def write_lock(root: Path, wait: bool = True) -> Iterator[bool]:
                 return
             log.warning("waiting for another lookalike process to finish with %s…", root)
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        yield True
+        held[key] = 1
+        try:
+            yield True
+        finally:
+            held.pop(key, None)
     finally:
         fh.close()
 

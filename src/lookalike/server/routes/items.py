@@ -8,6 +8,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ...errors import InvalidInput
+from ...store.metadata import MAX_DEPTH, check_metadata
+from ..responses import (
+    IMAGE_200,
+    THUMBNAIL_200,
+    SafeJSONResponse,
+    errors,
+    image_upload_encoding,
+)
 from ..uploads import Upload
 from .common import Wiring, read_files
 
@@ -17,14 +25,27 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
     "/" (folder-relative paths), so the sub-resources come first."""
     service, settings = wiring.service, wiring.settings
     read_dep, write_dep = wiring.read_dep, wiring.write_dep
+    auth = (401,) if settings.api_key_all else ()
 
-    @app.get("/items/{item_id:path}/image", tags=["items"], dependencies=read_dep)
+    @app.get(
+        "/items/{item_id:path}/image",
+        tags=["items"],
+        dependencies=read_dep,
+        response_class=Response,
+        responses={**IMAGE_200, **errors(*auth, 404)},
+    )
     def image(item_id: str) -> Response:
         """The original image (catalog items only)."""
         data, media = service.image(item_id)
         return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
 
-    @app.get("/items/{item_id:path}/thumbnail", tags=["items"], dependencies=read_dep)
+    @app.get(
+        "/items/{item_id:path}/thumbnail",
+        tags=["items"],
+        dependencies=read_dep,
+        response_class=Response,
+        responses={**THUMBNAIL_200, **errors(*auth, 404, 503)},
+    )
     def thumbnail(item_id: str, request: Request) -> Response:
         """A small JPEG (WebP when the client accepts it), cached on disk."""
         webp = "image/webp" in request.headers.get("accept", "")
@@ -35,18 +56,36 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
             headers={"Cache-Control": "private, max-age=300", "Vary": "Accept"},
         )
 
-    @app.get("/items/{item_id:path}", tags=["items"], dependencies=read_dep)
-    def get_item(item_id: str) -> dict[str, Any]:
+    @app.get(
+        "/items/{item_id:path}",
+        tags=["items"],
+        dependencies=read_dep,
+        response_model=dict[str, Any],
+        responses=errors(*auth, 404),
+    )
+    def get_item(item_id: str) -> Response:
         """One item: id, label, metadata, size and links to its image."""
-        return service.get(item_id)
+        return SafeJSONResponse(service.get(item_id))
 
-    @app.delete("/items/{item_id:path}", tags=["items"], dependencies=write_dep)
+    @app.delete(
+        "/items/{item_id:path}",
+        tags=["items"],
+        dependencies=write_dep,
+        responses=errors(401, 404, 503),
+    )
     async def delete_item(item_id: str) -> dict[str, Any]:
         """Remove the item (and its uploaded image file)."""
         await run_in_threadpool(service.remove, item_id)
         return {"removed": item_id}
 
-    @app.post("/items", tags=["items"], dependencies=write_dep, status_code=201)
+    @app.post(
+        "/items",
+        tags=["items"],
+        dependencies=write_dep,
+        status_code=201,
+        responses=errors(400, 401, 409, 413, 415, 422, 503),
+        openapi_extra=image_upload_encoding("files"),
+    )
     async def add_items(
         files: Annotated[list[UploadFile], File(description="images to add")],
         ids: Annotated[list[str] | None, Form(description="one id per file")] = None,
@@ -73,13 +112,7 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
             if text is None:
                 metas.append({})
                 continue
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise InvalidInput("metadata must be a JSON object") from None
-            if not isinstance(value, dict):
-                raise InvalidInput("metadata must be a JSON object")
-            metas.append(value)
+            metas.append(parse_metadata(text))
         uploads = [
             Upload(data, i, lab or None, m)
             for data, i, lab, m in zip(
@@ -88,3 +121,15 @@ def add_item_routes(app: FastAPI, wiring: Wiring) -> None:
         ]
         added = await run_in_threadpool(service.add, uploads)
         return {"added": len(added), "ids": added}
+
+
+def parse_metadata(text: str) -> dict[str, Any]:
+    """One ``metadata`` form field: a JSON object within the limits of
+    :func:`~lookalike.store.metadata.check_metadata` (finite numbers, depth, size)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"metadata is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise InvalidInput(f"metadata must be a JSON object ({exc})") from None
+    return check_metadata(value)

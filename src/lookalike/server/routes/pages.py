@@ -39,12 +39,29 @@ def _swagger_file(name: str) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def favicon() -> bytes:
+    """A 32x32 icon drawn here (two overlapping discs, "alike"), as ICO bytes."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(im)
+    draw.rounded_rectangle((0, 0, 31, 31), radius=7, fill=(47, 111, 223, 255))
+    draw.ellipse((4, 8, 20, 24), fill=(255, 255, 255, 255))
+    draw.ellipse((12, 8, 28, 24), outline=(255, 255, 255, 255), width=2)
+    buf = io.BytesIO()
+    im.save(buf, format="ICO", sizes=[(32, 32)])
+    return buf.getvalue()
+
+
 def _static_bytes(name: str) -> bytes:
     return resources.files("lookalike.server").joinpath("static", name).read_bytes()
 
 
 def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
-    """``/``, ``/static/{name}``, ``/docs``, ``/docs-assets/{name}``, ``/health``, ``/metrics``."""
+    """``/``, ``/static/{name}``, ``/favicon.ico``, ``/docs``, ``/docs-assets/{name}``, ``/health``, ``/metrics``."""
     service, settings, metrics = wiring.service, wiring.settings, wiring.metrics
     page = _static_bytes("index.html")
     assets = {name: _static_bytes(name) for name in _STATIC}
@@ -61,6 +78,12 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
             raise HTTPException(404, "not found")
         return Response(
             assets[name], media_type=_STATIC[name], headers={"Cache-Control": "no-cache"}
+        )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon_ico() -> Response:
+        return Response(
+            favicon(), media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
         )
 
     @app.get("/docs", include_in_schema=False)

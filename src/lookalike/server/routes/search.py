@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...errors import ImageRejected, InvalidInput
+from ..responses import SafeJSONResponse, errors, image_upload_encoding
 from .common import Wiring, read_files, read_now
 
 
@@ -36,8 +37,15 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
     coll = service.coll
     read_dep = wiring.read_dep
     max_k = settings.max_k
+    auth = (401,) if settings.api_key_all else ()
 
-    @app.post("/embed", tags=["search"], dependencies=read_dep)
+    @app.post(
+        "/embed",
+        tags=["search"],
+        dependencies=read_dep,
+        responses=errors(400, *auth, 413, 415, 422, 503),
+        openapi_extra=image_upload_encoding("files"),
+    )
     async def embed(
         files: Annotated[list[UploadFile], File(description="one or more images")],
     ) -> dict[str, Any]:
@@ -65,6 +73,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
             "content": {
                 "application/json": {"schema": SearchRequest.model_json_schema()},
                 "multipart/form-data": {
+                    "encoding": {"file": {"contentType": "image/*"}},
                     "schema": {
                         "type": "object",
                         "required": ["file"],
@@ -74,13 +83,19 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                             "threshold": {"type": "number"},
                             "label": {"type": "string"},
                         },
-                    }
+                    },
                 },
             },
         }
     }
 
-    @app.post("/search", tags=["search"], dependencies=read_dep, openapi_extra=search_body)
+    @app.post(
+        "/search",
+        tags=["search"],
+        dependencies=read_dep,
+        openapi_extra=search_body,
+        responses=errors(400, *auth, 404, 413, 415, 422, 503),
+    )
     async def search(request: Request) -> Response:
         """Search by an uploaded image (multipart ``file``) or by JSON ``id``/``url``/``vector``."""
         start = time.perf_counter()
@@ -130,7 +145,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                 )
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
-        return JSONResponse(
+        return SafeJSONResponse(
             {
                 "query": query,
                 "results": results,
@@ -138,7 +153,12 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
             }
         )
 
-    @app.get("/items/{item_id:path}/similar", tags=["items"], dependencies=read_dep)
+    @app.get(
+        "/items/{item_id:path}/similar",
+        tags=["items"],
+        dependencies=read_dep,
+        responses=errors(400, *auth, 404, 422),
+    )
     async def similar(
         item_id: str,
         k: Annotated[int, Query(ge=1, le=max_k)] = 10,
@@ -148,7 +168,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
         """The item's most similar items (the item itself excluded)."""
         start = time.perf_counter()
         results = await read_now(service.similar, item_id, k, threshold, label)
-        return JSONResponse(
+        return SafeJSONResponse(
             {
                 "query": {"id": item_id},
                 "results": results,
