@@ -11,6 +11,7 @@ import pytest
 from lookalike import Collection
 from lookalike.cli.entry import main
 from lookalike.neighbors import write_neighbors_table
+from lookalike.search.hits import HIT_KEYS
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -35,10 +36,10 @@ def test_table_matches_exact_search(tmp_path: Path) -> None:
     live = [i for i in range(len(vecs)) if i not in (3, 10)]
     assert rows == len(live) * 5
     table = pq.read_table(out).to_pydict()
-    assert list(table) == ["id", "rank", "neighbor_id", "score"]
+    assert list(table) == ["query", *HIT_KEYS]
     got: dict[str, list[tuple[int, str, float]]] = {}
     for item, rank, nb, score in zip(
-        table["id"], table["rank"], table["neighbor_id"], table["score"], strict=True
+        table["query"], table["rank"], table["id"], table["score"], strict=True
     ):
         got.setdefault(item, []).append((rank, nb, score))
     assert len(got) == len(live)

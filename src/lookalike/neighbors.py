@@ -1,9 +1,11 @@
 """The "similar items" table: for every item, its k most similar items with their scores.
 
 Computed in batches of stored vectors searched against the collection's index (never an
-N x N matrix), and written to Parquet incrementally, one row group per batch. The table is
-long: one row per (item, neighbour) with columns ``id``, ``rank`` (1 = most similar),
-``neighbor_id`` and ``score``. An item is never its own neighbour.
+N x N matrix), and written incrementally (Parquet: one row group per batch; CSV; JSON Lines).
+The table is long: one row per (item, neighbour) with the columns of every hit table,
+``query`` (the item's id) then the hit shape (``rank``, 1 = most similar, ``id`` of the
+neighbour, ``score``, ``label``, ``metadata``, ``url``, ``path``). An item is never its own
+neighbour.
 
 Also the ``lookalike neighbors`` command (``ID -k K`` for one item, ``--all --out FILE``).
 """
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInput, MissingDependency
+from .errors import InvalidInput
+from .search.table import HitTable
 
 if TYPE_CHECKING:
     from .collection import Collection, Hit
@@ -36,80 +38,51 @@ def write_neighbors_table(
     batch_size: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write every item's ``k`` nearest items to the Parquet file ``out`` (atomically).
-
-    Returns the number of rows written.
+    """Write every item's ``k`` nearest items to ``out`` (``.parquet``, ``.csv`` or
+    ``.jsonl``), atomically. Returns the number of rows written.
     """
     import numpy as np
 
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependency(
-            "writing the neighbours table needs pyarrow: pip install 'lookalike[parquet]'"
-        ) from None
     if k <= 0:
         raise InvalidInput("k must be a positive number")
-    out = Path(out)
-    if out.is_dir():
-        raise InvalidInput(f"{out} is a folder; give a file name ending in .parquet")
-    if not out.parent.is_dir():
-        raise InvalidInput(f"folder {out.parent} does not exist")
     store = coll.index.store()
-    rows = coll.catalog.db.execute("SELECT slot, id FROM items ORDER BY slot").fetchall()
-    ids_by_slot = np.empty(max(coll.catalog.next_slot, 1), dtype=object)
+    rows = coll.catalog.db.execute(
+        "SELECT slot, id, label, metadata, url, path FROM items ORDER BY slot"
+    ).fetchall()
+    size = max(coll.catalog.next_slot, 1)
+    by_slot = {
+        name: np.empty(size, dtype=object) for name in ("id", "label", "metadata", "url", "path")
+    }
     slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    ids_by_slot[slots] = [r[1] for r in rows]
+    for col, name in enumerate(("id", "label", "metadata", "url", "path"), 1):
+        by_slot[name][slots] = [r[col] for r in rows]
     del rows
     kk = min(k, max(len(slots) - 1, 0))
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            ("rank", pa.int32()),
-            ("neighbor_id", pa.string()),
-            ("score", pa.float32()),
-        ]
-    )
-    tmp = out.with_name(out.name + ".tmp")
-    written = 0
-    try:
-        with pq.ParquetWriter(str(tmp), schema) as writer:
-            for start in range(0, len(slots), batch_size):
-                part = slots[start : start + batch_size]
-                queries = coll.vectors.read(part, coll.catalog.next_slot)
-                scores, found = store.search(queries, kk + 1)
-                # drop the item itself (or, when it is not among the results, the last one)
-                own = found == part[:, None]
-                own[~own.any(axis=1), -1] = True
-                keep = ~own
-                found = found[keep].reshape(len(part), -1)[:, :kk]
-                scores = scores[keep].reshape(len(part), -1)[:, :kk]
-                valid = found >= 0
-                counts = valid.sum(axis=1)
-                table = pa.table(
-                    {
-                        "id": ids_by_slot[np.repeat(part, counts)].tolist(),
-                        "rank": np.concatenate([np.arange(1, c + 1) for c in counts]).astype(
-                            np.int32
-                        )
-                        if len(counts)
-                        else np.zeros(0, np.int32),
-                        "neighbor_id": ids_by_slot[found[valid]].tolist(),
-                        "score": scores[valid].astype(np.float32),
-                    },
-                    schema=schema,
-                )
-                writer.write_table(table)
-                written += table.num_rows
-                if progress:
-                    progress(min(start + batch_size, len(slots)), len(slots))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return written
+    with HitTable(out) as table:
+        for start in range(0, len(slots), batch_size):
+            part = slots[start : start + batch_size]
+            queries = coll.vectors.read(part, coll.catalog.next_slot)
+            scores, found = store.search(queries, kk + 1)
+            # drop the item itself (or, when it is not among the results, the last one)
+            own = found == part[:, None]
+            own[~own.any(axis=1), -1] = True
+            keep = ~own
+            found = found[keep].reshape(len(part), -1)[:, :kk]
+            scores = scores[keep].reshape(len(part), -1)[:, :kk]
+            valid = found >= 0
+            counts = valid.sum(axis=1)
+            near = found[valid]
+            columns = {
+                "query": by_slot["id"][np.repeat(part, counts)].tolist(),
+                "rank": [r for c in counts.tolist() for r in range(1, c + 1)],
+                "score": scores[valid].tolist(),
+                **{name: by_slot[name][near].tolist() for name in by_slot},
+            }
+            columns["metadata"] = [m or "{}" for m in columns["metadata"]]
+            table.write(columns)
+            if progress:
+                progress(min(start + batch_size, len(slots)), len(slots))
+    return table.rows
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
+from . import results as search_outputs
 from .argtypes import non_negative_int, positive_float, positive_int, score
 from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-urls", action="store_true", help="allow http(s) URL queries to be fetched"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    search_outputs.add_arguments(p)
 
     p = sub.add_parser("info", parents=[common], help="describe a collection")
     p.add_argument("--json", action="store_true")

@@ -19,9 +19,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the most similar items of one item, or a table of them for every item",
     )
     p.add_argument("item", nargs="?", metavar="ID", help="item id (without --all)")
-    p.add_argument("--all", action="store_true", help="every item (writes --out FILE.parquet)")
+    p.add_argument(
+        "--all", action="store_true", help="every item (writes --out FILE.parquet, .csv or .jsonl)"
+    )
     p.add_argument("-k", type=positive_int, default=10, help="neighbours per item (default 10)")
-    p.add_argument("--out", metavar="FILE", help="Parquet file for --all")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the table for --all: .parquet, .csv or .jsonl (the hit shape, plus query)",
+    )
     p.add_argument("--json", action="store_true", help="JSON output (one item)")
     p.set_defaults(func=cmd_neighbors)
 
@@ -32,9 +38,9 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     if args.all == (args.item is not None):
-        raise InvalidInput("give one item ID, or --all --out FILE.parquet")
+        raise InvalidInput("give one item ID, or --all --out FILE.parquet|.csv|.jsonl")
     if args.all and not args.out:
-        raise InvalidInput("--all needs --out FILE.parquet")
+        raise InvalidInput("--all needs --out FILE.parquet|.csv|.jsonl")
     coll = Collection.open(args.collection, create=False)
     try:
         if args.all:
