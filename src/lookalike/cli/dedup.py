@@ -118,6 +118,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_make_duplicates)
 
+    from .evaluate import register_retrieval
+
+    register_retrieval(evsub, common)
+
 
 def _open(directory: str | None) -> Any:
     from ..collection import Collection
