@@ -20,10 +20,12 @@ ALLOWED = {
     "models": {"ingest"},  # models read images with ingest.decode
     "ingest": {"models", "store"},
     "search": {"ingest", "models", "store"},
-    "dedup": {"ingest", "models", "store"},
+    "dedup": {"ingest", "models", "store", "report"},  # report: shared image helpers
     "collection": {"ingest", "models", "store", "search", "dedup"},
     "neighbors": {"collection", "search", "store"},
     "samples": set(),
+    "report": {"search"},
+    "evaluation": {"collection", "ingest", "models", "store", "search"},
     "server": {"collection", "ingest", "models", "store", "search", "dedup"},
     "cli": {
         "collection",
@@ -35,6 +37,8 @@ ALLOWED = {
         "server",
         "neighbors",
         "samples",
+        "report",
+        "evaluation",
     },
 }
 

@@ -11,6 +11,7 @@ import pytest
 from lookalike import Collection
 from lookalike.cli.entry import main
 from lookalike.neighbors import write_neighbors_table
+from lookalike.search.hits import HIT_KEYS
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -35,10 +36,10 @@ def test_table_matches_exact_search(tmp_path: Path) -> None:
     live = [i for i in range(len(vecs)) if i not in (3, 10)]
     assert rows == len(live) * 5
     table = pq.read_table(out).to_pydict()
-    assert list(table) == ["id", "rank", "neighbor_id", "score"]
+    assert list(table) == ["query", *HIT_KEYS]
     got: dict[str, list[tuple[int, str, float]]] = {}
     for item, rank, nb, score in zip(
-        table["id"], table["rank"], table["neighbor_id"], table["score"], strict=True
+        table["query"], table["rank"], table["id"], table["score"], strict=True
     ):
         got.setdefault(item, []).append((rank, nb, score))
     assert len(got) == len(live)
@@ -89,23 +90,27 @@ def test_cli_errors(
 
 
 def _read_table(path: Path) -> list[tuple[str, int, str, float]]:
-    """Rows of a neighbours table in any supported format, parsed by format-specific readers."""
+    """(query, rank, neighbour id, score) rows of a neighbours table in any supported format,
+    parsed by format-specific readers; every format has the hit table's columns."""
     import csv
+
+    from lookalike.search.table import TABLE_COLUMNS
 
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         t = pq.read_table(path).to_pydict()
-        cols = (t["id"], t["rank"], t["neighbor_id"], t["score"])
+        assert list(t) == list(TABLE_COLUMNS)
+        cols = (t["query"], t["rank"], t["id"], t["score"])
         return [(a, int(b), c, float(d)) for a, b, c, d in zip(*cols, strict=True)]
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            assert reader.fieldnames == ["id", "rank", "neighbor_id", "score"]
-            return [(r["id"], int(r["rank"]), r["neighbor_id"], float(r["score"])) for r in reader]
+            assert reader.fieldnames == list(TABLE_COLUMNS)
+            return [(r["query"], int(r["rank"]), r["id"], float(r["score"])) for r in reader]
     assert suffix == ".jsonl"
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert all(list(d) == ["id", "rank", "neighbor_id", "score"] for d in lines)
-    return [(d["id"], d["rank"], d["neighbor_id"], d["score"]) for d in lines]
+    assert all(list(d) == list(TABLE_COLUMNS) for d in lines)
+    return [(d["query"], d["rank"], d["id"], d["score"]) for d in lines]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl", ".CSV"])

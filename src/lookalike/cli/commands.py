@@ -167,8 +167,12 @@ def _print_index_notes(idx: dict[str, Any]) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from . import results as outputs
+
+    outputs.check(args)
     coll = _open(args, model=args.model)
     try:
+        results = []
         for query in args.queries:
             hits = coll.search(
                 query,
@@ -177,19 +181,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                 label=args.label,
                 allow_urls=args.allow_urls,
             )
+            results.append((query, hits))
             if args.json:
-                results = [
-                    {
-                        "rank": h.rank,
-                        "id": h.id,
-                        "path": h.path,
-                        "score": round(h.score, 6),
-                        "label": h.label,
-                    }
-                    for h in hits
-                ]
+                results_json = [h.to_dict() for h in hits]
                 print(
-                    json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True
+                    json.dumps({"query": query, "results": results_json}, ensure_ascii=False),
+                    flush=True,
                 )
             else:
                 print(f"{query}:")
@@ -197,8 +194,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                     print("  (no results)")
                 for h in hits:
                     print(f"  {h.rank:>3}  {h.score:.4f}  {h.label or '-':<12}  {h.id}")
+        written = outputs.write(args, coll, results)
     finally:
         coll.close()
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -147,6 +147,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     m.set_defaults(func=cmd_make_duplicates)
 
+    from .evaluate import register_retrieval
+
+    register_retrieval(evsub, common)
+
 
 def _open(directory: str | None) -> Any:
     from ..collection import Collection

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
 from ..store.planning import AUTO_EXACT_MAX
+from . import results as search_outputs
 from .argtypes import (
     int_or_auto,
     non_negative_float,
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-urls", action="store_true", help="allow http(s) URL queries to be fetched"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    search_outputs.add_arguments(p)
 
     p = sub.add_parser("info", parents=[common], help="describe a collection")
     p.add_argument(

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..errors import InvalidInput
-from ..neighbors import neighbors_of, table_format, write_neighbors_table
+from ..neighbors import neighbors_of, write_neighbors_table
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -19,13 +19,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the most similar items of one item, or a table of them for every item",
     )
     p.add_argument("item", nargs="?", metavar="ID", help="item id (without --all)")
-    p.add_argument("--all", action="store_true", help="every item (writes the table to --out FILE)")
+    p.add_argument(
+        "--all", action="store_true", help="every item (writes --out FILE.parquet, .csv or .jsonl)"
+    )
     p.add_argument("-k", type=positive_int, default=10, help="neighbours per item (default 10)")
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="file for --all; its extension picks the format: .parquet, .csv (header row) "
-        "or .jsonl (one object per row)",
+        help="the table for --all: .parquet, .csv or .jsonl (the hit shape, plus query)",
     )
     p.add_argument("--json", action="store_true", help="JSON output (one item)")
     p.set_defaults(func=cmd_neighbors)
@@ -37,10 +38,12 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     if args.all == (args.item is not None):
-        raise InvalidInput("give one item ID, or --all --out FILE (.parquet, .csv or .jsonl)")
+        raise InvalidInput("give one item ID, or --all --out FILE.parquet|.csv|.jsonl")
     if args.all and not args.out:
-        raise InvalidInput("--all needs --out FILE (.parquet, .csv or .jsonl)")
+        raise InvalidInput("--all needs --out FILE.parquet|.csv|.jsonl")
     if args.all:
+        from ..search.table import table_format
+
         table_format(args.out)  # refuse an unknown extension before opening anything
     coll = Collection.open(args.collection, create=False)
     try:

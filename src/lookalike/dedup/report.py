@@ -7,7 +7,6 @@ so it opens from disk with no server. matplotlib is imported only by :func:`plot
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -17,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, MissingDependency
+from ..errors import InvalidInput
+from ..report import atomic_write_text, pyplot, show_image, thumbnail_data_uri
 from .finder import Group, Member
 
 CSV_COLUMNS = [
@@ -32,16 +32,6 @@ CSV_COLUMNS = [
     "label",
     "collection",
 ]
-THUMB = 160
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def groups_to_rows(groups: Sequence[Group]) -> list[dict[str, Any]]:
@@ -71,26 +61,8 @@ def write_groups(groups: Sequence[Group], out: str | os.PathLike[str]) -> Path:
         writer.writeheader()
         writer.writerows(groups_to_rows(groups))
         text = buf.getvalue()
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return path
-
-
-def thumbnail_data_uri(path: str | None, size: int = THUMB) -> str | None:
-    """A small JPEG of the image as a data URI, or None if it cannot be read."""
-    if not path:
-        return None
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))
-            thumb = im.convert("RGB")
-            thumb.thumbnail((size, size))
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 _CSS = """
@@ -153,25 +125,14 @@ def write_html(
         parts.extend(_figure(m, False) for m in g.duplicates)
         parts.append("</div></section>")
     parts.append("</body></html>\n")
-    _atomic_write_text(path, "\n".join(parts))
+    atomic_write_text(path, "\n".join(parts))
     return path
 
 
 def plot_group(group: Group, out: str | os.PathLike[str] | None = None, columns: int = 5) -> Any:
     """A matplotlib figure with one group as a grid of images (keeper first, scores in the
     titles). Saved to ``out`` when given; returns the figure."""
-    try:
-        import matplotlib
-
-        if out is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependency(
-            "plotting needs matplotlib: pip install 'lookalike[plot]'"
-        ) from None
-    from PIL import Image
-
+    plt = pyplot(headless=out is not None)
     members = group.members
     cols = max(1, min(columns, len(members)))
     rows = (len(members) + cols - 1) // cols
@@ -179,12 +140,7 @@ def plot_group(group: Group, out: str | os.PathLike[str] | None = None, columns:
     for ax in axes.ravel():
         ax.axis("off")
     for ax, m in zip(axes.ravel(), members, strict=False):
-        try:
-            with Image.open(m.path or "") as im:
-                im.thumbnail((400, 400))
-                ax.imshow(im.convert("RGB"))
-        except (OSError, ValueError):
-            ax.text(0.5, 0.5, "no preview", ha="center", va="center")
+        show_image(ax, m.path)
         caption = "keeper" if m is group.keeper else f"score {m.score:.3f}"
         ax.set_title(f"{caption}\n{m.id[-30:]}", fontsize=8)
     fig.suptitle(f"group {group.number} ({group.level})")

@@ -117,18 +117,7 @@ class Service:
             return public_item(self.coll.get(item_id))
 
     def _hits(self, hits: Sequence[Hit]) -> list[dict[str, Any]]:
-        return [
-            {
-                "rank": h.rank,
-                "id": h.id,
-                "score": round(float(h.score), 6),
-                "label": h.label,
-                "metadata": h.metadata,
-                "url": h.url,
-                **item_links(h.id),
-            }
-            for h in hits
-        ]
+        return [h.to_dict(include_path=False) | item_links(h.id) for h in hits]
 
     def search_vector(
         self,
