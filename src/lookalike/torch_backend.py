@@ -331,10 +331,13 @@ def set_fp32_precision(torch_module: Any, allow_tf32: bool) -> None:
     matmul = getattr(getattr(backends, "cuda", None), "matmul", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
         value = "tf32" if allow_tf32 else "ieee"
-        conv.fp32_precision = value
-        if matmul is not None and hasattr(matmul, "fp32_precision"):
-            matmul.fp32_precision = value
-        return
+        try:
+            conv.fp32_precision = value
+            if matmul is not None and hasattr(matmul, "fp32_precision"):
+                matmul.fp32_precision = value
+            return
+        except (RuntimeError, ValueError, AttributeError):
+            pass  # e.g. legacy flags already set in this process: use them too
     backends.cudnn.allow_tf32 = allow_tf32
     backends.cuda.matmul.allow_tf32 = allow_tf32
 
