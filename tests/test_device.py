@@ -8,8 +8,10 @@ The torch parity tests run where torch and onnx2torch import (on the CPU if no G
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -300,6 +302,48 @@ def test_monkeypatched_module_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device_mod, "probe_torch", lambda: NO_TORCH)
     with pytest.raises(CudaUnavailable, match="onnxruntime-gpu is not installed"):
         resolve_device("cuda")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF shared libraries")
+def test_library_load_probe(tmp_path: Path) -> None:
+    """What decides 'CUDA libraries fail to load': a missing dependency is reported with
+    its name; any other load failure is left to check_session."""
+    not_elf = tmp_path / "libnot_elf.so"
+    not_elf.write_bytes(b"not a library")
+    assert device_mod._try_load(str(not_elf)) == ""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to build a library with a missing dependency")
+    (tmp_path / "dep.c").write_text("int dep(void) { return 1; }\n")
+    (tmp_path / "top.c").write_text("int dep(void);\nint top(void) { return dep(); }\n")
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(tmp_path / "libcudnn_fake.so"),
+            str(tmp_path / "dep.c"),
+        ],
+        check=True,
+    )
+    top = tmp_path / "libtop.so"
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(top),
+            str(tmp_path / "top.c"),
+            f"-L{tmp_path}",
+            "-lcudnn_fake",
+        ],
+        check=True,
+    )
+    (tmp_path / "libcudnn_fake.so").unlink()
+    message = device_mod._try_load(str(top))
+    assert message.startswith("libcudnn_fake.so: cannot open shared object file"), message
 
 
 def test_real_probes_on_this_machine() -> None:

@@ -370,11 +370,20 @@ def probe_onnxruntime() -> OrtProbe:
     return OrtProbe(version, providers, error)
 
 
+_MISSING_LIBRARY = ("cannot open shared object", "No such file", "could not be found", "126")
+
+
 def _try_load(library: str) -> str:
+    """Why ``library`` does not load because a library it needs is missing ("" if it
+    loads, or fails for another reason such as a symbol onnxruntime itself provides once
+    loaded: that case is left to :func:`check_session`, never reported as missing)."""
     try:
         ctypes.CDLL(library)
     except OSError as exc:
         text = str(exc)
+        if not any(marker in text for marker in _MISSING_LIBRARY):
+            logger.debug("loading %s outside onnxruntime failed: %s", library, text)
+            return ""
         # "<path>: libcudnn.so.9: cannot open shared object file: ..." -> keep the cause
         if text.startswith(library):
             text = text[len(library) :].lstrip(": ")
