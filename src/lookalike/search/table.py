@@ -41,7 +41,7 @@ def table_format(
 
 
 def names_of(allowed: Sequence[str]) -> str:
-    """".a, .b or .c" for the formats allowed, Parquet first."""
+    """ ".a, .b or .c" for the formats allowed, Parquet first."""
     names = ["." + f for f in sorted(allowed, key=lambda f: (f != "parquet", f))]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 

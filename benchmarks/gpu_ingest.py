@@ -1,0 +1,1056 @@
+"""GPU ingest: model-only, decode, end-to-end and upload-search figures side by side.
+
+One script for the GPU machine (``scripts/gpu_bench.sh remote`` runs it); ``--quick`` is
+a small CPU dry run that goes through every section here first.
+
+    python benchmarks/gpu_ingest.py --images DIR --mobilenet MODEL_DIR [-n 50000] [--quick]
+        [--out gpu_table.md] [--batch-size B] [--budget-s 480]
+
+Models: a ResNet-50-shaped ONNX graph with random weights (built with onnx.helper on the
+ResNet-18 builder of resnet18_onnx.py: same layers and FLOPs as torchvision's resnet50
+with batch norm folded; residual branches scaled down so that fp16 does not overflow),
+and the real MobileNetV2 int8 QDQ model at ``--mobilenet``.
+
+Sections (each row of the table names its unit):
+
+1. parity: the torch path (onnx2torch) against onnxruntime on the CPU, on real photos:
+   max |difference| of the L2-normalised vectors, smallest cosine. For MobileNetV2's
+   QDQ graph, both rewrites of torch_backend.dequantize_qdq (emulate, drop).
+2. model only: img/s at batch B, inputs already on the GPU and from host memory through
+   the runner's pinned buffers; fp32 (IEEE), tf32, fp16; onnxruntime on the CPU (all
+   cores) and onnxruntime CUDA with I/O binding when onnxruntime-gpu is installed; a
+   batch-size sweep.
+3. CPU decode + preprocess: lookalike's own pipeline (pipeline.run: read, hash, decode,
+   pixel hash, phash, preprocess, send back) at 1, 2, 4, 8, 16 worker processes, and bare
+   decode + preprocess at the most workers.
+4. GPU decode: torchvision.io.decode_jpeg(device="cuda") (nvJPEG) + resize on the GPU,
+   img/s, and its difference from lookalike's CPU preprocessing (model-input units and
+   the cosine of the resulting MobileNetV2 vectors).
+5. end to end: `lookalike index DATA --device cuda` as a subprocess, img/s (wall time,
+   start-up and index build included), and e2e / model-only.
+6. upload-search latency: one photo, read + decode + preprocess + embed + search,
+   CPU (onnxruntime) vs GPU (torch), median and p90 ms.
+
+The data: the JPEGs under ``--images`` hard-linked (else symlinked) N times into a
+temporary folder (lookalike embeds every new path, so repeats cost the same as new files).
+The table is written to ``--out`` after every section, so a run cut short still leaves
+its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+if (REPO / "src").is_dir():
+    sys.path.insert(0, str(REPO / "src"))
+
+import onnx  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
+from resnet18_onnx import CLIP_LIKE_PREPROCESSOR, _Graph  # noqa: E402
+
+from lookalike.ingest import pipeline  # noqa: E402
+from lookalike.ingest.decode import DecodeLimits, decode_image  # noqa: E402
+from lookalike.models.device import cuda_memory, resolve_device, suggest_batch_size  # noqa: E402
+from lookalike.models.loader import load_embedder  # noqa: E402
+from lookalike.models.preprocess import ImageProcessorSpec  # noqa: E402
+from lookalike.models.torch_backend import (  # noqa: E402
+    OrtCudaRunner,
+    TorchRunner,
+    cosine_similarities,
+    dequantize_qdq,
+    max_normalized_diff,
+)
+
+# -- the table -----------------------------------------------------------------------------
+
+
+class Table:
+    """Rows (section, what, value, unit, note), rewritten to ``out`` after each section."""
+
+    def __init__(self, out: Path | None, header: list[str]) -> None:
+        self.out = out
+        self.header = header
+        self.rows: list[tuple[str, str, str, str, str]] = []
+        self.notes: list[str] = []
+
+    def add(self, section: str, what: str, value: Any, unit: str = "", note: str = "") -> None:
+        if isinstance(value, float):
+            text = f"{value:.4g}" if abs(value) < 1 else f"{value:,.1f}"
+        else:
+            text = str(value)
+        self.rows.append((section, what, text, unit, note))
+        print(f"  {section:<12} {what:<58} {text:>12} {unit:<8} {note}", flush=True)
+
+    def note(self, text: str) -> None:
+        if text in self.notes:
+            return
+        self.notes.append(text)
+        print(f"  note: {text}", flush=True)
+
+    def markdown(self) -> str:
+        lines = [
+            *self.header,
+            "",
+            "| section | what | value | unit | note |",
+            "|---|---|---:|---|---|",
+        ]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]
+        if self.notes:
+            lines += ["", *[f"- {n}" for n in self.notes]]
+        return "\n".join(lines) + "\n"
+
+    def save(self) -> None:
+        if self.out is not None:
+            self.out.write_text(self.markdown())
+            self.out.with_suffix(".json").write_text(
+                json.dumps(
+                    {"header": self.header, "rows": self.rows, "notes": self.notes}, indent=1
+                )
+            )
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, seconds: float) -> bool:
+        return self.left() > seconds
+
+
+# -- machine -------------------------------------------------------------------------------
+
+
+def machine_header(args: argparse.Namespace) -> list[str]:
+    gpu = "no GPU (nvidia-smi not found)"
+    if shutil.which("nvidia-smi"):
+        try:
+            gpu = (
+                subprocess.run(
+                    [
+                        "nvidia-smi",
+                        "--query-gpu=name,memory.total,driver_version",
+                        "--format=csv,noheader",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
+                .stdout.strip()
+                .replace("\n", "; ")
+                or "nvidia-smi printed nothing"
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            gpu = f"nvidia-smi failed: {exc}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = [
+        f"python {platform.python_version()}",
+        f"numpy {np.__version__}",
+        f"onnx {onnx.__version__}",
+    ]
+    for name in ("onnxruntime", "torch", "torchvision", "onnx2torch", "faiss", "PIL"):
+        try:
+            module = __import__(name)
+            versions.append(f"{name} {getattr(module, '__version__', '?')}")
+        except Exception as exc:  # noqa: BLE001 - report whatever is there
+            versions.append(f"{name} missing ({type(exc).__name__})")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            versions.append(
+                f"torch CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+            )
+    except Exception:  # noqa: BLE001
+        pass
+    auto = resolve_device("auto")
+    mode = "quick CPU dry run" if args.quick else "full run"
+    return [
+        f"# GPU ingest benchmark ({mode})",
+        "",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- GPU: {gpu}",
+        f"- CPU: {cpu}, {os.cpu_count()} cores",
+        f"- software: {', '.join(versions)}",
+        f"- lookalike device auto: {auto.describe()}" + (f" ({auto.note})" if auto.note else ""),
+        f"- images: {args.n} files ({args.images}), batch {args.batch_size}",
+    ]
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+def _bottleneck(g: _Graph, x: str, cin: int, width: int, stride: int) -> str:
+    h = g.conv(x, cin, width, 1, 1, relu=True)
+    h = g.conv(h, width, width, 3, stride, relu=True)
+    h = g.conv(h, width, width * 4, 1, 1, relu=False)
+    # scale the branch's last conv (like zero-init residuals) so activations stay bounded
+    w = g.inits[-2]
+    g.inits[-2] = numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(0.2), w.name)
+    shortcut = (
+        g.conv(x, cin, width * 4, 1, stride, relu=False) if stride != 1 or cin != width * 4 else x
+    )
+    s = g.name("add")
+    g.nodes.append(helper.make_node("Add", [h, shortcut], [s]))
+    r = g.name("relu")
+    g.nodes.append(helper.make_node("Relu", [s], [r]))
+    return r
+
+
+def build_resnet50(seed: int = 0) -> onnx.ModelProto:
+    """ResNet-50 v1.5 shape (stride on the 3x3), batch norm folded, 2048-d pooled output."""
+    g = _Graph(seed)
+    x = g.conv("pixel_values", 3, 64, 7, 2, relu=True)
+    mp = g.name("pool")
+    g.nodes.append(
+        helper.make_node(
+            "MaxPool", [x], [mp], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        )
+    )
+    x, cin = mp, 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            x = _bottleneck(g, x, cin, width, stride if b == 0 else 1)
+            cin = width * 4
+    gap = g.name("gap")
+    g.nodes.append(helper.make_node("GlobalAveragePool", [x], [gap]))
+    g.nodes.append(helper.make_node("Flatten", [gap], ["image_embeds"], axis=1))
+    graph = helper.make_graph(
+        g.nodes,
+        "resnet50",
+        [
+            helper.make_tensor_value_info(
+                "pixel_values", onnx.TensorProto.FLOAT, ["batch", 3, 224, 224]
+            )
+        ],
+        [helper.make_tensor_value_info("image_embeds", onnx.TensorProto.FLOAT, ["batch", 2048])],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def write_resnet50(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(build_resnet50(), str(folder / "model.onnx"))
+    (folder / "preprocessor_config.json").write_text(json.dumps(CLIP_LIKE_PREPROCESSOR, indent=2))
+    return folder
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def replicate(sources: list[Path], n: int, target: Path) -> list[Path]:
+    """``n`` paths under ``target`` cycling through ``sources``: hard links, else symlinks."""
+    out: list[Path] = []
+    how = "link"
+    for i in range(n):
+        src = sources[i % len(sources)]
+        dest = target / f"d{i // 1000:03d}" / f"{i:06d}.jpg"
+        if i % 1000 == 0:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        if how == "link":
+            try:
+                os.link(src, dest)
+            except OSError:
+                how = "symlink"
+        if how == "symlink":
+            dest.symlink_to(src.resolve())
+        out.append(dest)
+    return out
+
+
+def prepare_batch(files: list[Path], prep: Any) -> np.ndarray:
+    return np.stack([prep(decode_image(f.read_bytes()).image) for f in files])
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def sync() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    except ImportError:
+        pass
+
+
+def rate(step: Callable[[], Any], items_per_step: int, seconds: float, warmup: int = 2) -> float:
+    """Items per second of ``step``, run until ``seconds`` have passed (after warm-up);
+    the GPU is synchronised before the clock starts and before it stops."""
+    for _ in range(warmup):
+        step()
+    sync()
+    count = 0
+    t0 = time.perf_counter()
+    while True:
+        step()
+        count += 1
+        if time.perf_counter() - t0 >= seconds:
+            sync()
+            return count * items_per_step / (time.perf_counter() - t0)
+
+
+def torch_device() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    try:
+        import onnx2torch  # noqa: F401
+    except ImportError:
+        return None
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def ort_cpu_session(path: Path) -> Any:
+    from lookalike.models.embedders.onnx import create_session
+
+    return create_session(path)
+
+
+def ort_cuda_session(path: Path) -> Any | None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None
+    from lookalike.models.device import check_session, cuda_provider_options
+
+    dev = resolve_device("cuda", backend="onnxruntime")
+    session = ort.InferenceSession(
+        str(path),
+        providers=[("CUDAExecutionProvider", cuda_provider_options(0)), "CPUExecutionProvider"],
+    )
+    check_session(session, dev)
+    return session
+
+
+# -- sections ------------------------------------------------------------------------------
+
+
+def run_section(t: Table, title: str, fn: Callable[[], Any]) -> None:
+    """Run one section; a failure becomes a note (with the traceback on stderr) and the
+    other sections still run: a GPU run is paid for once."""
+    print(f"== {title}", flush=True)
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        import traceback
+
+        traceback.print_exc()
+        t.note(f"{title} failed: {type(exc).__name__}: {str(exc)[:300]}")
+    t.save()
+
+
+def section_parity(
+    t: Table, models: dict[str, Path], photos: dict[str, np.ndarray], dev: str
+) -> None:
+    for name, path in models.items():
+        x = photos[name]
+        session = ort_cpu_session(path / "model.onnx")
+        ref = session.run(None, {session.get_inputs()[0].name: x})[0]
+        variants: list[tuple[str, dict[str, Any]]]
+        if name == "mobilenet":
+            variants = [
+                ("emulate fp32", {"qdq": "emulate"}),
+                ("drop fp32", {"qdq": "drop"}),
+                ("drop fp16", {"qdq": "drop", "precision": "fp16"}),
+            ]
+            m = onnx.load(str(path / "model.onnx"))
+            for mode in ("emulate", "drop"):
+                s2 = ort_cpu_session_from_proto(dequantize_qdq(m, mode))  # type: ignore[arg-type]
+                r2 = s2.run(None, {"pixel_values": x})[0]
+                cos = cosine_similarities(ref, r2)
+                t.add(
+                    "parity",
+                    f"{name}: onnxruntime CPU, QDQ {mode} graph vs int8 graph",
+                    float(cos.min()),
+                    "min cos",
+                    f"mean {cos.mean():.5f}, max abs diff {max_normalized_diff(ref, r2):.2e}",
+                )
+        else:
+            variants = [
+                ("fp32", {}),
+                ("tf32", {"precision": "tf32"}),
+                ("fp16", {"precision": "fp16"}),
+            ]
+        if dev == "cpu":  # tf32/fp16 are GPU settings (and fp16 convolutions crawl on a CPU)
+            variants = [v for v in variants if "precision" not in v[1]]
+        for label, kw in variants:
+            t0 = time.perf_counter()
+            runner = TorchRunner(path / "model.onnx", device=dev, **kw)
+            runner.load()
+            convert_s = time.perf_counter() - t0
+            got = runner.run(x)
+            cos = cosine_similarities(ref, got)
+            diff = max_normalized_diff(ref, got)
+            verdict = "ok" if diff <= 1e-3 else "over 1e-3"
+            t.add(
+                "parity",
+                f"{name}: torch {label} vs onnxruntime CPU, max abs diff of normalised vectors",
+                diff,
+                "",
+                f"{verdict}; min cos {cos.min():.5f}, mean {cos.mean():.5f}; convert {convert_s:.1f}s",
+            )
+            runner.close()
+        if name == "resnet50":
+            cuda = ort_cuda_session(path / "model.onnx")
+            if cuda is not None:
+                got = OrtCudaRunner(cuda).run(x)
+                t.add(
+                    "parity",
+                    f"{name}: onnxruntime CUDA vs CPU, max abs diff of normalised vectors",
+                    max_normalized_diff(ref, got),
+                )
+
+
+def ort_cpu_session_from_proto(model: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def section_model_only(
+    t: Table,
+    models: dict[str, Path],
+    dev: str | None,
+    batch: int,
+    seconds: float,
+    budget: Budget,
+    results: dict[tuple[str, str], float],
+) -> None:
+    """Fills ``results`` {(model, variant): img/s} for the e2e ratio."""
+    for name, path in models.items():
+        x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+        session = ort_cpu_session(path / "model.onnx")
+        cpu_batch = min(batch, 32)
+        feed = {session.get_inputs()[0].name: x[:cpu_batch]}
+        r = rate(partial(session.run, None, feed), cpu_batch, seconds, warmup=1)
+        t.add(
+            "model only",
+            f"{name}: onnxruntime CPU ({os.cpu_count()} threads), batch {cpu_batch}",
+            r,
+            "img/s",
+        )
+        results[(name, "ort-cpu")] = r
+        del session
+        cuda = ort_cuda_session(path / "model.onnx")
+        if cuda is not None:
+            ort_runner = OrtCudaRunner(cuda)
+            r = rate(partial(ort_runner.run, x), batch, seconds)
+            t.add(
+                "model only",
+                f"{name}: onnxruntime CUDA, I/O binding from host, batch {batch}",
+                r,
+                "img/s",
+            )
+            results[(name, "ort-cuda")] = r
+            del cuda, ort_runner
+        if dev is None:
+            t.note("torch/onnx2torch not importable: torch model-only rows skipped")
+            continue
+        variants: list[tuple[str, dict[str, Any]]] = [
+            ("fp32", {}),
+            ("tf32", {"precision": "tf32"}),
+            ("fp16", {"precision": "fp16"}),
+        ]
+        if name == "mobilenet":
+            variants = [
+                ("emulate fp32", {"qdq": "emulate"}),
+                ("drop fp32", {"qdq": "drop"}),
+                ("drop tf32", {"qdq": "drop", "precision": "tf32"}),
+                ("drop fp16", {"qdq": "drop", "precision": "fp16"}),
+            ]
+        if dev == "cpu":
+            variants = [v for v in variants if "precision" not in v[1]]
+        for label, kw in variants:
+            if not budget.allows(60):
+                t.note(f"time budget: model-only {name} {label} skipped")
+                break
+            runner = TorchRunner(path / "model.onnx", device=dev, **kw)
+            runner.load()
+            on_dev = runner.to_device(x)
+            r_dev = rate(partial(runner.forward, on_dev), batch, seconds)
+            r_host = rate(partial(runner.run, x), batch, seconds)
+            t.add(
+                "model only",
+                f"{name}: torch {label}, input on {dev}, batch {batch}",
+                r_dev,
+                "img/s",
+            )
+            t.add(
+                "model only",
+                f"{name}: torch {label}, from pinned host + copy back, batch {batch}",
+                r_host,
+                "img/s",
+                f"{r_host / r_dev:.2f} of on-device",
+            )
+            results[(name, f"torch {label} dev")] = r_dev
+            results[(name, f"torch {label} host")] = r_host
+            del on_dev
+            runner.close()
+        if name == "resnet50" and dev != "cpu" and budget.allows(90):
+            runner = TorchRunner(path / "model.onnx", device=dev)
+            runner.load()
+            for b in (32, 64, 128, 256, 512):
+                xb = runner.to_device(
+                    np.random.default_rng(1).uniform(-1, 1, (b, 3, 224, 224)).astype(np.float32)
+                )
+                r = rate(partial(runner.forward, xb), b, seconds / 2)
+                t.add("model only", f"{name}: torch fp32 on device, batch sweep {b}", r, "img/s")
+                del xb
+            runner.close()
+
+
+def _decode_prepare_chunk(args: tuple[list[str], Any]) -> int:
+    paths, prep = args
+    total = 0
+    for p in paths:
+        with open(p, "rb") as fh:
+            arr = prep(decode_image(fh.read()).image)
+        total += int(arr.shape[0])
+    return total
+
+
+def section_cpu_decode(
+    t: Table,
+    files: list[Path],
+    preps: dict[str, Any],
+    workers_list: list[int],
+    per_worker: int,
+    budget: Budget,
+) -> dict[str, float]:
+    limits = DecodeLimits()
+    best: dict[str, float] = {}
+    prep = preps["resnet50"]
+    for w in workers_list:
+        if not budget.allows(30):
+            t.note(f"time budget: CPU decode at {w} workers skipped")
+            break
+        subset = files[: min(len(files), per_worker * w)]
+        tasks = [pipeline.Task(i, str(p)) for i, p in enumerate(subset)]
+        t0 = time.perf_counter()
+        n = sum(
+            1
+            for r in pipeline.run(tasks, prep, limits, workers=w, max_in_flight=max(256, 16 * w))
+            if r.status == "ok"
+        )
+        elapsed = time.perf_counter() - t0
+        t.add(
+            "cpu decode",
+            f"lookalike pipeline (resnet50 preprocessing), {w} workers",
+            n / elapsed,
+            "img/s",
+            f"{n} images, spawn included",
+        )
+        best["resnet50"] = max(best.get("resnet50", 0.0), n / elapsed)
+    w = workers_list[-1]
+    subset = files[: min(len(files), per_worker * w)]
+    for name, prep_m in preps.items():
+        if not budget.allows(30):
+            break
+        import multiprocessing
+
+        chunks = [([str(p) for p in subset[i : i + 16]], prep_m) for i in range(0, len(subset), 16)]
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(w) as pool:
+            pool.map(_decode_prepare_chunk, chunks[: w * 2])  # start the workers
+            t0 = time.perf_counter()
+            done = sum(1 for _ in pool.imap_unordered(_decode_prepare_chunk, chunks))
+            elapsed = time.perf_counter() - t0
+        t.add(
+            "cpu decode",
+            f"bare decode + preprocess ({name}), {w} processes, nothing sent back",
+            len(subset) / elapsed,
+            "img/s",
+            f"{done} chunks",
+        )
+    return best
+
+
+class GpuPreprocess:
+    """nvJPEG decode (torchvision) + resize/crop/normalise on the GPU, following an
+    ImageProcessorSpec (shortest_edge or crop_pct resize, centre crops, rescale, mean/std)."""
+
+    def __init__(self, spec: ImageProcessorSpec, device: str = "cuda") -> None:
+        import torch
+
+        self.torch = torch
+        self.spec = spec
+        self.device = device
+        mean = np.array(spec.image_mean or (0.0, 0.0, 0.0), np.float32)
+        std = np.array(spec.image_std or (1.0, 1.0, 1.0), np.float32)
+        scale = np.float32(spec.rescale_factor or 1.0)
+        self.scale = torch.tensor(scale / std, device=device).view(1, 3, 1, 1)
+        self.shift = torch.tensor(mean / std, device=device).view(1, 3, 1, 1)
+        self.mode = {2: "bilinear", 3: "bicubic"}.get(spec.resample, "bilinear")
+
+    def __call__(self, blobs: list[bytes]) -> Any:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        torch = self.torch
+        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+        return self.prepare(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
+
+    def prepare(self, images: list[Any]) -> Any:
+        """(3, H, W) uint8 tensors -> the (N, 3, h, w) float32 model input batch."""
+        import torch.nn.functional as F
+
+        torch = self.torch
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault((int(img.shape[1]), int(img.shape[2])), []).append(i)
+        out = [None] * len(images)
+        for (h, w), idx in groups.items():
+            x = torch.stack([images[i] for i in idx]).float()
+            size = self.spec.resize_size(w, h)
+            if size is not None and size != (w, h):
+                x = F.interpolate(
+                    x, size=(size[1], size[0]), mode=self.mode, antialias=True, align_corners=False
+                )
+                x = x.round_().clamp_(0, 255)  # PIL resizes uint8 to uint8
+            crops: list[tuple[int, int]] = []
+            if self.spec.resize == "crop_pct":
+                crops.append((self.spec.shortest_edge, self.spec.shortest_edge))
+            if self.spec.crop_size is not None:
+                crops.append(tuple(self.spec.crop_size))  # type: ignore[arg-type]
+            for ch, cw in crops:
+                top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
+                if top < 0 or left < 0:
+                    raise ValueError("image smaller than the crop: not handled on the GPU here")
+                x = x[:, :, top : top + ch, left : left + cw]
+            x = x * self.scale - self.shift
+            for j, i in enumerate(idx):
+                out[i] = x[j]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+
+def section_gpu_decode(
+    t: Table,
+    files: list[Path],
+    specs: dict[str, ImageProcessorSpec],
+    preps: dict[str, Any],
+    mobilenet: Path,
+    batch: int,
+    seconds: float,
+) -> None:
+    try:
+        import torch
+        import torchvision  # noqa: F401
+        from torchvision.io import decode_jpeg  # noqa: F401
+    except ImportError as exc:
+        t.note(f"GPU decode skipped: torchvision not importable ({exc})")
+        return
+    if not torch.cuda.is_available():
+        t.note("GPU decode skipped: no CUDA device")
+        return
+    blobs = [f.read_bytes() for f in files[: max(batch * 4, 64)]]
+    session = ort_cpu_session(mobilenet / "model.onnx")
+    for name, spec in specs.items():
+        gp = GpuPreprocess(spec)
+        try:
+            sample = gp(blobs[:64]).cpu().numpy()
+        except Exception as exc:  # noqa: BLE001 - report, go on
+            t.note(f"GPU decode {name} failed: {type(exc).__name__}: {exc}")
+            continue
+        ref = np.stack([preps[name](decode_image(b).image) for b in blobs[:64]])
+        diff = np.abs(sample - ref)
+        step = (spec.rescale_factor or 1.0) / min(spec.image_std or (1.0,))
+        t.add(
+            "gpu decode",
+            f"nvJPEG + GPU resize ({name} preprocessing) vs CPU, max abs diff",
+            float(diff.max()),
+            "input",
+            f"mean {diff.mean():.2e}; {np.mean(diff > 1e-4) * 100:.1f}% of values over 1e-4; one 8-bit level = {step:.4f}",
+        )
+        if name == "mobilenet":
+            a = session.run(None, {"pixel_values": ref.astype(np.float32)})[0]
+            b = session.run(None, {"pixel_values": sample.astype(np.float32)})[0]
+            cos = cosine_similarities(a, b)
+            t.add(
+                "gpu decode",
+                "mobilenet vectors from GPU-decoded vs CPU-decoded inputs",
+                float(cos.min()),
+                "min cos",
+                f"mean {cos.mean():.5f}",
+            )
+
+        def step_fn(gp: GpuPreprocess = gp) -> None:
+            start = step_fn.i % max(1, len(files) - batch)  # type: ignore[attr-defined]
+            step_fn.i += batch  # type: ignore[attr-defined]
+            gp([f.read_bytes() for f in files[start : start + batch]])
+
+        step_fn.i = 0  # type: ignore[attr-defined]
+        r = rate(step_fn, batch, seconds)
+        t.add(
+            "gpu decode",
+            f"nvJPEG + GPU resize ({name}), read files + decode + preprocess, batch {batch}",
+            r,
+            "img/s",
+        )
+
+
+def lookalike_cmd() -> list[str]:
+    return [sys.executable, "-m", "lookalike"]
+
+
+def cli_has_device_flag(env: dict[str, str]) -> bool:
+    out = subprocess.run(
+        [*lookalike_cmd(), "index", "--help"], capture_output=True, text=True, env=env
+    )
+    return "--device" in out.stdout
+
+
+def section_e2e(
+    t: Table,
+    data: Path,
+    models: dict[str, Path],
+    model_only: dict[tuple[str, str], float],
+    device: str,
+    batch: int,
+    workers: int,
+    work: Path,
+    budget: Budget,
+    cpu_n: int,
+    collections: dict[str, Path],
+) -> None:
+    """Fills ``collections`` {model: collection folder} for the latency section."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    has_flag = cli_has_device_flag(env)
+    runs: list[tuple[str, str, Path]] = []
+    for name in models:
+        runs.append((name, device, data))
+    if device != "cpu" and cpu_n:
+        runs.append(("mobilenet", "cpu", data / "d000"))  # the first 1,000 files
+    for name, dev, source in runs:
+        if not budget.allows(45):
+            t.note(f"time budget: e2e {name} on {dev} skipped")
+            continue
+        if dev != "cpu" and not has_flag:
+            t.note(
+                f"e2e {name} on {dev} skipped: this lookalike has no `index --device` flag yet (integration pending)"
+            )
+            continue
+        coll = work / f"coll-{name}-{dev.replace(':', '')}"
+        cmd = [
+            *lookalike_cmd(),
+            "index",
+            str(source),
+            "--model-path",
+            str(models[name]),
+            "--collection",
+            str(coll),
+            "--batch-size",
+            str(batch),
+            "--workers",
+            str(workers),
+            "--json",
+            "--no-progress",
+        ]
+        if has_flag:
+            cmd += ["--device", dev]
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=max(60, budget.left())
+        )
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            t.note(
+                f"e2e {name} on {dev} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
+            )
+            continue
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        indexed = int(report.get("indexed", 0))
+        e2e = indexed / elapsed
+        flag = "" if has_flag else " (no --device flag: default device)"
+        t.add(
+            "end to end",
+            f"lookalike index {name}, {dev}{flag}, {workers} workers, batch {batch}",
+            e2e,
+            "img/s",
+            f"{indexed} indexed in {elapsed:.1f}s wall (start-up, model load, index build included)",
+        )
+        if dev == "cpu":
+            key = "ort-cpu"
+        elif (name, "ort-cuda") in model_only:
+            key = "ort-cuda"
+        else:  # the torch path's default: fp32, QDQ emulated, from host memory
+            key = next(
+                (
+                    k
+                    for m, k in model_only
+                    if m == name and k.startswith("torch") and "fp32" in k and k.endswith("host")
+                ),
+                "",
+            )
+        if (name, key) in model_only and model_only[(name, key)] > 0:
+            t.add(
+                "end to end",
+                f"e2e / model-only ({name}, {dev}, vs {key})",
+                e2e / model_only[(name, key)],
+                "ratio",
+            )
+        if dev == device:
+            collections[name] = coll
+
+
+def _latencies(fn: Callable[[Path], float], sample: list[Path]) -> tuple[float, float, int]:
+    for f in sample[:3]:
+        fn(f)  # warm-up
+    times = sorted(fn(f) * 1000 for f in sample)
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.9))], len(times)
+
+
+def section_latency(
+    t: Table,
+    files: list[Path],
+    models: dict[str, Path],
+    collections: dict[str, Path],
+    dev: str | None,
+    repeats: int,
+) -> None:
+    """One upload: read + decode + preprocess + embed (+ search when the e2e run left a
+    collection), CPU onnxruntime embedder vs the torch runner on the GPU."""
+    from lookalike.collection import Collection
+
+    sample = files[:repeats]
+    for name, path in models.items():
+        coll = (
+            Collection.open(collections[name], create=False, readonly=True)
+            if name in collections
+            else None
+        )
+        emb = load_embedder(model_path=path)
+        emb.load()
+        prep = emb.preparer()
+        where = "embed + search" if coll is not None else "embed only (no collection)"
+
+        def cpu_embed(x: np.ndarray, emb: Any = emb) -> np.ndarray:
+            return emb.embed([x])
+
+        cases: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
+            ("cpu (onnxruntime)", cpu_embed)
+        ]
+        runner = None
+        if dev is not None and dev != "cpu":
+            runner = TorchRunner(path / "model.onnx", device=dev)  # the defaults the CLI uses
+            runner.load()
+
+            def gpu_embed(x: np.ndarray, runner: TorchRunner = runner) -> np.ndarray:
+                out = runner.run(x[None])
+                return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+            cases.append((f"{dev} (torch fp32)", gpu_embed))
+        for label, embed in cases:
+
+            def one(
+                f: Path,
+                embed: Callable[[np.ndarray], np.ndarray] = embed,
+                prep: Any = prep,
+                coll: Any = coll,
+            ) -> float:
+                t0 = time.perf_counter()
+                vec = embed(prep(decode_image(f.read_bytes()).image))
+                if coll is not None:
+                    coll.search_vector(vec, 10)
+                return time.perf_counter() - t0
+
+            median, p90, count = _latencies(one, sample)
+            t.add(
+                "upload",
+                f"{name}: one photo, read + decode + preprocess + {where}, {label}",
+                median,
+                "ms",
+                f"p90 {p90:.1f} ms, {count} photos",
+            )
+        if runner is not None:
+            runner.close()
+        if coll is not None:
+            coll.close()
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--images", type=Path, required=True, help="folder of JPEGs (searched recursively)"
+    )
+    ap.add_argument("--mobilenet", type=Path, required=True, help="MobileNetV2 QDQ model folder")
+    ap.add_argument(
+        "-n", type=int, default=None, help="files to index (default 50000; --quick 200)"
+    )
+    ap.add_argument("--quick", action="store_true", help="small CPU dry run of every section")
+    ap.add_argument("--device", default=None, help="device for e2e (default cuda; --quick cpu)")
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="default: from free GPU memory (--quick 16)"
+    )
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="time per throughput measure (default 2; --quick 0.3)",
+    )
+    ap.add_argument(
+        "--workers",
+        default=None,
+        help="CPU decode sweep, e.g. 1,2,4,8,16 (default: powers of 2 up to the core count)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="skip sections past this many seconds (default 480; --quick 300)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write the markdown table here (and .json beside)"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args(argv)
+
+    quick = args.quick
+    args.n = args.n or (200 if quick else 50_000)
+    device = args.device or ("cpu" if quick else "cuda")
+    seconds = args.seconds or (0.3 if quick else 2.0)
+    started = time.monotonic()
+    budget = Budget(args.budget_s or (300 if quick else 480))
+    cores = os.cpu_count() or 1
+    if args.workers:
+        workers_list = [int(w) for w in args.workers.split(",")]
+    else:
+        workers_list = [w for w in (1, 2, 4, 8, 16, 32, 64) if w <= cores] or [1]
+        if quick:
+            workers_list = workers_list[:2]
+    tdev = torch_device()
+    if quick and tdev is not None:
+        tdev = "cpu"
+    if args.batch_size is None:
+        memory = cuda_memory(0) if tdev and tdev.startswith("cuda") else None
+        args.batch_size = 16 if quick else suggest_batch_size(memory[0] if memory else None)
+    batch = args.batch_size
+
+    sources = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not sources:
+        sys.exit(f"no JPEG files under {args.images}")
+    if not (args.mobilenet / "model.onnx").is_file():
+        sys.exit(f"no model.onnx in {args.mobilenet}")
+
+    t = Table(args.out, machine_header(args))
+    t.add("setup", "torch device for the torch path", tdev or "none")
+    t.add("setup", "batch size (suggest_batch_size from free GPU memory unless given)", batch)
+    t.add("setup", "distinct source photos", len(sources))
+    work = Path(tempfile.mkdtemp(prefix="lookalike-gpu-"))
+    try:
+        models = {
+            "resnet50": write_resnet50(work / "resnet50"),
+            "mobilenet": args.mobilenet.resolve(),
+        }
+        t0 = time.perf_counter()
+        files = replicate(sources, args.n, work / "data")
+        t.add(
+            "setup",
+            f"replicated {len(sources)} photos to {len(files)} files",
+            time.perf_counter() - t0,
+            "s",
+        )
+        preps = {name: load_embedder(model_path=path).preparer() for name, path in models.items()}
+        specs = {name: p for name, p in preps.items() if isinstance(p, ImageProcessorSpec)}
+        sample = sources[:: max(1, len(sources) // (8 if quick else 64))][: 8 if quick else 64]
+        photos = {name: prepare_batch(sample, prep) for name, prep in preps.items()}
+        t.save()
+
+        def parity() -> None:
+            if tdev is None:
+                t.note("parity skipped: torch and onnx2torch are not both importable")
+            else:
+                section_parity(t, models, photos, tdev)
+
+        model_only: dict[tuple[str, str], float] = {}
+        collections: dict[str, Path] = {}
+        run_section(t, "parity", parity)
+        run_section(
+            t,
+            "model only",
+            lambda: section_model_only(t, models, tdev, batch, seconds, budget, model_only),
+        )
+        run_section(
+            t,
+            "CPU decode",
+            lambda: section_cpu_decode(t, files, preps, workers_list, 64 if quick else 400, budget),
+        )
+        if budget.allows(60):
+            run_section(
+                t,
+                "GPU decode",
+                lambda: section_gpu_decode(
+                    t, files, specs, preps, models["mobilenet"], batch, seconds
+                ),
+            )
+        run_section(
+            t,
+            "end to end",
+            lambda: section_e2e(
+                t,
+                work / "data",
+                models,
+                model_only,
+                device,
+                batch,
+                max(workers_list[-1], cores),
+                work,
+                budget,
+                0 if quick else 1000,
+                collections,
+            ),
+        )
+        if budget.allows(20):
+            run_section(
+                t,
+                "upload latency",
+                lambda: section_latency(t, sources, models, collections, tdev, 10 if quick else 30),
+            )
+        t.add("setup", "total benchmark time", time.monotonic() - started, "s")
+        t.save()
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(t.markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
