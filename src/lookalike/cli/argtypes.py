@@ -66,3 +66,14 @@ def int_or_auto(text: str) -> int | str:
 
 def number(text: str) -> float:
     return _number(float, "a number", None, None, False)(text)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, shared by index, search and serve."""
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="where the model runs: cpu, cuda, cuda:N or auto (default: $LOOKALIKE_DEVICE, "
+        "else auto = CUDA when onnxruntime-gpu or torch sees a GPU, else the CPU); "
+        "cuda never falls back to the CPU",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -81,14 +82,24 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_aspect=max_aspect,
         max_file_mb=args.max_file_mb,
     )
+    device = _index_device(coll)
+    batch_size, workers = args.batch_size, args.workers
+    if device is not None and device.is_cuda:
+        from ..models.gpu_session import batch_size_for
+
+        batch_size = batch_size or batch_size_for(device)
+        workers = (os.cpu_count() or 1) if workers is None else workers  # decoding gets every core
     show = not args.no_progress and sys.stderr.isatty()
-    progress = Progress() if show else None
+    label = f"indexing on {device.describe()}" if device is not None else "indexing"
+    progress = Progress(label) if show else None
+    if device is not None and device.is_cuda and not show and not args.json:
+        print(f"device: {device.describe()}", file=sys.stderr)
     try:
         report = coll.add(
             args.sources,
             limits=limits,
-            workers=args.workers,
-            batch_size=args.batch_size,
+            workers=workers,
+            batch_size=batch_size or 32,
             progress=progress,
             download_options=DownloadOptions(
                 workers=args.download_workers, timeout=args.download_timeout
@@ -202,6 +213,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index_device(coll: Any) -> Any:
+    """The device a neural model will run on (None for hash models, which use no device);
+    raises at once when CUDA was asked for and cannot be used."""
+    if coll.binary:
+        return None
+    from ..models.device import resolve_device
+
+    return resolve_device()
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     coll = _open(args)
     try:
@@ -222,6 +243,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             else " (missing: if it moved, run `lookalike index --model-path NEWPLACE`)"
         )
         print(f"model path: {info['model_path']}{state}")
+    if not coll.binary and info.get("model_present") is not False:
+        from ..models.device import resolve_device
+
+        device = resolve_device()
+        print(f"device:     {device.describe()}" + (f" ({device.note})" if device.note else ""))
     print(_index_line(idx))
     for key in ("note", "warning"):
         if idx.get(key):

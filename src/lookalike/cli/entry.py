@@ -13,6 +13,7 @@ from ..errors import InvalidInput, LookalikeError
 from ..store.planning import AUTO_EXACT_MAX
 from . import results as search_outputs
 from .argtypes import (
+    add_device_argument,
     int_or_auto,
     non_negative_float,
     non_negative_int,
@@ -168,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size",
         type=positive_int,
-        default=32,
         metavar="N",
-        help="model batch size (default 32)",
+        help="model batch size (default 32 on the CPU; on a GPU, chosen from its free memory)",
     )
+    add_device_argument(p)
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("search", parents=[common], help="find the images most similar to a query")
+    add_device_argument(p)
     p.add_argument(
         "queries",
         nargs="+",
@@ -285,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
+        if getattr(args, "device", None) is not None:
+            from ..models.device import set_default_device
+
+            set_default_device(args.device)
         handler = COMMANDS.get(args.command) or args.func
         return int(handler(args))
     except LookalikeError as exc:

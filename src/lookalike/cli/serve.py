@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..errors import InvalidInput
-from .argtypes import port, positive_float
+from .argtypes import add_device_argument, port, positive_float
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add_device_argument(p)
     p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument(
         "--api-key",

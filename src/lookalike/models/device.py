@@ -105,6 +105,21 @@ class DeviceRequest:
         return f"{self.origin} {self.text}"
 
 
+# The process default set by the command line's --device (checked when it is set), used by
+# every model that was not given a device of its own; None: LOOKALIKE_DEVICE, else auto.
+_default: tuple[str, str] | None = None
+
+
+def set_default_device(value: str | None, origin: str = "--device") -> None:
+    """Make ``value`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) the device of every model
+    loaded afterwards in this process that names none itself; None restores the default
+    (``LOOKALIKE_DEVICE``, else auto). Raises ``InvalidInput`` for a bad value."""
+    global _default
+    if value is not None:
+        parse_device(value, environ={}, origin=origin)
+    _default = None if value is None else (value, origin)
+
+
 def parse_device(
     value: str | None = None,
     *,
@@ -117,6 +132,8 @@ def parse_device(
     around. An empty ``LOOKALIKE_DEVICE`` counts as unset. Raises ``InvalidInput``.
     """
     env = os.environ if environ is None else environ
+    if value is None and _default is not None and environ is None:
+        value, origin = _default
     if value is not None:
         text, where = value, origin
     elif env.get(ENV_VAR, "").strip():
@@ -383,4 +400,5 @@ __all__ = [
     "probe_onnxruntime",
     "probe_torch",
     "resolve_device",
+    "set_default_device",
 ]

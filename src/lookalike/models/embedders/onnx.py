@@ -25,6 +25,7 @@ from .base import Embedder, Preparer
 if TYPE_CHECKING:
     import onnxruntime
 
+    from ..device import Device
     from ..hub import ModelFiles
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,14 @@ def ort_message(exc: BaseException) -> str:
 
 
 def create_session(
-    model_path: Path, *, threads: int | None = None, fix_hint: str = ""
+    model_path: Path,
+    *,
+    threads: int | None = None,
+    fix_hint: str = "",
+    device: Device | None = None,
 ) -> onnxruntime.InferenceSession:
-    """Open ``model_path`` with onnxruntime on the CPU.
+    """Open ``model_path`` with onnxruntime on the CPU, or on ``device``'s CUDA provider
+    (checked: onnxruntime never silently falls back to the CPU when CUDA was chosen).
 
     ``intra_op_num_threads`` is ``threads`` (default: every core). Thread spinning is
     disabled: by default onnxruntime's intra-op threads busy-wait for a while after each
@@ -77,7 +83,9 @@ def create_session(
     options.log_severity_level = 3  # errors only: the library never writes to stderr itself
     try:
         session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model_path),
+            sess_options=options,
+            providers=device.session_providers() if device else ["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime's errors all derive from Exception directly
         kind = type(exc).__name__
@@ -92,6 +100,10 @@ def create_session(
             fix = "It may be corrupted, incomplete or use operators this onnxruntime lacks."
         message = "\n".join(line for line in (what, fix, fix_hint) if line)
         raise ModelUnavailable(message) from exc
+    if device is not None and device.is_cuda:
+        from ..gpu_session import check_session
+
+        check_session(session, device)
     logger.debug("opened %s with %d intra-op threads", model_path, options.intra_op_num_threads)
     return session
 
@@ -219,6 +231,7 @@ class OnnxEmbedder(Embedder):
         spec_builder: SpecBuilder | None = None,
         source: str = "",
         fix_hint: str = "",
+        device: str | None = None,
     ) -> None:
         # Embedder.__init__ only stores the spec; ours may not be known yet, so it lives
         # behind the ``spec`` property instead.
@@ -241,6 +254,10 @@ class OnnxEmbedder(Embedder):
         self._input_dtype: np.dtype[Any] = np.dtype(np.float32)
         self._input_hw: tuple[int | None, int | None] = (None, None)
         self._output_name = ""
+        self._device_spec = device  # None: the process default, LOOKALIKE_DEVICE, else auto
+        self._device: Device | None = None
+        self._runner: Any = None  # a GPU runner (OrtCudaRunner / TorchRunner) or None
+        self._parity_pending = False
 
     # -- spec --------------------------------------------------------------------------
 
@@ -299,8 +316,14 @@ class OnnxEmbedder(Embedder):
             if self._session is not None:
                 return
             files = self.files
+            from ..device import resolve_device
+
+            device = resolve_device(self._device_spec)
             session = create_session(
-                files.model_path, threads=self._threads, fix_hint=self._fix_hint
+                files.model_path,
+                threads=self._threads,
+                fix_hint=self._fix_hint,
+                device=device if device.backend == "onnxruntime" else None,
             )
             name, dtype, shape = check_image_input(session, files.model_path)
             if self._spec is None:
@@ -325,8 +348,28 @@ class OnnxEmbedder(Embedder):
                 width if isinstance(width, int) else None,
             )
             self._output_name = output
+            self._runner = self._gpu_runner(device, session, files.model_path, output)
+            self._device = device
             self._session = session
-            logger.info("loaded model %s from %s", spec.name, files.source)
+            logger.info("loaded model %s from %s on %s", spec.name, files.source, device.describe())
+
+    def _gpu_runner(self, device: Device, session: Any, model_path: Path, output: str) -> Any:
+        """The runner that feeds ``device``'s GPU, or None on the CPU."""
+        if not device.is_cuda:
+            return None
+        from ..torch_backend import OrtCudaRunner, TorchRunner
+
+        if device.backend == "onnxruntime":
+            return OrtCudaRunner(session, output=output, device_id=device.index or 0)
+        runner = TorchRunner(model_path, output=output, device=device.torch_device)
+        runner.load()
+        self._parity_pending = True  # checked against onnxruntime on the first batch
+        return runner
+
+    @property
+    def device(self) -> Device | None:
+        """Where the model runs, once loaded."""
+        return self._device
 
     def preparer(self) -> Preparer:
         with self._lock:
@@ -351,6 +394,8 @@ class OnnxEmbedder(Embedder):
             )
         self._check_size(batch.shape[2], batch.shape[3])
         x = np.ascontiguousarray(batch, dtype=self._input_dtype)
+        if self._runner is not None:
+            return pool_output(self._run_gpu(session, x), self.spec.pooling)
         try:
             (out,) = session.run([self._output_name], {self._input_name: x})
         except Exception as exc:
@@ -358,6 +403,16 @@ class OnnxEmbedder(Embedder):
                 f"model {self.name!r} failed on a batch of shape {x.shape}: {ort_message(exc)}"
             ) from exc
         return pool_output(np.asarray(out), self.spec.pooling)
+
+    def _run_gpu(self, session: Any, x: np.ndarray) -> np.ndarray:
+        if self._parity_pending:
+            from ..torch_backend import check_parity
+
+            with self._lock:
+                if self._parity_pending:
+                    check_parity(self._runner, session, x[:4], output=self._output_name)
+                    self._parity_pending = False
+        return np.asarray(self._runner.run(x))
 
     def _check_size(self, height: int, width: int) -> None:
         want = self._input_hw
