@@ -69,7 +69,8 @@ from resnet18_onnx import CLIP_LIKE_PREPROCESSOR, _Graph  # noqa: E402
 
 from lookalike.ingest import pipeline  # noqa: E402
 from lookalike.ingest.decode import DecodeLimits, decode_image  # noqa: E402
-from lookalike.models.device import cuda_memory, resolve_device, suggest_batch_size  # noqa: E402
+from lookalike.models.device import resolve_device  # noqa: E402
+from lookalike.models.gpu_session import cuda_memory, suggest_batch_size  # noqa: E402
 from lookalike.models.loader import load_embedder  # noqa: E402
 from lookalike.models.preprocess import ImageProcessorSpec  # noqa: E402
 from lookalike.models.torch_backend import (  # noqa: E402
@@ -345,7 +346,8 @@ def ort_cuda_session(path: Path) -> Any | None:
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return None
-    from lookalike.models.device import check_session, cuda_provider_options
+    from lookalike.models.device import cuda_provider_options
+    from lookalike.models.gpu_session import check_session
 
     dev = resolve_device("cuda", backend="onnxruntime")
     session = ort.InferenceSession(
