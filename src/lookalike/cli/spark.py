@@ -89,6 +89,8 @@ def cmd_spark_index(args: argparse.Namespace) -> int:
     # Fail on a missing model before a JVM is even started.
     spark.check_model(args.model, args.model_path, args.threads or 1)
     session = spark.session(args.master)
+    if not args.verbose:
+        session.sparkContext.setLogLevel("ERROR")
     try:
         report = spark.run(
             session,
