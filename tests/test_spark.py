@@ -138,6 +138,17 @@ def test_import_is_incremental(job: dict[str, Any], model: Path, tmp_path: Path)
 
 
 @needs_spark
+def test_import_command(job: dict[str, Any], cli: Any, tmp_path: Path) -> None:
+    """A new collection takes the job's model; the second import adds nothing."""
+    first = cli("import", str(job["out"]), "--collection", "c", "--json")
+    assert first.code == 0, first.err
+    assert (first.json()["added"], first.json()["skipped"]) == (9, len(BAD_FILES))
+    assert cli("import", str(job["out"]), "--collection", "c", "--json").json()["added"] == 0
+    info = cli("info", "--collection", "c", "--json").json()
+    assert info["items"] == 9 and len(info["skipped"]) == len(BAD_FILES)
+
+
+@needs_spark
 def test_changed_file_is_replaced_and_rerun_redoes_only_missing_shards(
     spark: Any, model: Path, tmp_path: Path
 ) -> None:
