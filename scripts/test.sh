@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-. scripts/_venv.sh "[dev,server]"
+. scripts/_venv.sh "[dev,server,spark]"
 
 # The browser test (tests/test_web.py) drives Debian's chromium: installed only in CI
 # (CI=true) or when asked (LOOKALIKE_INSTALL_CHROMIUM=1), else the test skips and says why.

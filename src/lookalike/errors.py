@@ -82,3 +82,7 @@ class MissingDependency(LookalikeError):
     """An optional extra is needed for this feature."""
 
     exit_code = 3
+
+
+class SparkJobError(LookalikeError):
+    """A ``spark-index`` job failed on the cluster (not one bad file: those are skip rows)."""

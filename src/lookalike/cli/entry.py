@@ -31,6 +31,7 @@ PLUGIN_COMMANDS: list[str] = [
     "lookalike.cli.serve",
     "lookalike.cli.dedup",
     "lookalike.cli.neighbors",
+    "lookalike.cli.spark",
 ]
 
 
