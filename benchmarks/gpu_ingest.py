@@ -336,7 +336,7 @@ def torch_device() -> str | None:
 
 
 def ort_cpu_session(path: Path) -> Any:
-    from lookalike.models.embedders.onnx import create_session
+    from lookalike.models.embedders.session import create_session
 
     return create_session(path)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelUnavailable
-from .embedders.onnx import OnnxEmbedder, load_preparer, probe_output_shapes
+from .embedders.onnx import OnnxEmbedder
+from .embedders.session import load_preparer, probe_output_shapes
 from .hub import ModelFiles
 from .registry import ModelSpec, Pooling
 
