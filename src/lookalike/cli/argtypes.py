@@ -77,3 +77,33 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         "else auto = CUDA when onnxruntime-gpu or torch sees a GPU, else the CPU); "
         "cuda never falls back to the CPU",
     )
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser, *, remembered: bool) -> None:
+    """``--min-side``, ``--max-aspect`` and ``--max-megapixels``, shared by index and
+    spark-index; ``remembered``: the collection stores them (index)."""
+    note = (
+        "; remembered by the collection (0 = off; a change is re-applied to every item)"
+        if remembered
+        else ""
+    )
+    parser.add_argument(
+        "--min-side",
+        type=non_negative_int if remembered else positive_int,
+        metavar="PX",
+        help="skip images whose shorter side is below PX" + note,
+    )
+    parser.add_argument(
+        "--max-aspect",
+        type=non_negative_float if remembered else positive_float,
+        metavar="R",
+        help="skip images whose long side is more than R times their short side "
+        "(wide banners and tall strips alike; R >= 1)" + note,
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=positive_float,
+        default=100.0,
+        metavar="MP",
+        help="decompression-bomb limit (default 100)",
+    )

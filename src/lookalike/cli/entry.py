@@ -14,8 +14,8 @@ from ..store.planning import AUTO_EXACT_MAX
 from . import results as search_outputs
 from .argtypes import (
     add_device_argument,
+    add_filter_arguments,
     int_or_auto,
-    non_negative_float,
     non_negative_int,
     number,
     positive_float,
@@ -132,28 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="local model folder with model.onnx + preprocessor_config.json",
     )
-    p.add_argument(
-        "--min-side",
-        type=non_negative_int,
-        metavar="PX",
-        help="skip images whose shorter side is below PX; remembered by the collection "
-        "(0 = off; a change is re-applied to every item)",
-    )
-    p.add_argument(
-        "--max-aspect",
-        type=non_negative_float,
-        metavar="R",
-        help="skip images whose long side is more than R times their short side "
-        "(wide banners and tall strips alike; R >= 1); remembered by the collection "
-        "(0 = off; a change is re-applied to every item)",
-    )
-    p.add_argument(
-        "--max-megapixels",
-        type=positive_float,
-        default=100.0,
-        metavar="MP",
-        help="decompression-bomb limit (default 100)",
-    )
+    add_filter_arguments(p, remembered=True)
     p.add_argument(
         "--max-file-mb",
         type=positive_float,

@@ -18,7 +18,7 @@ from typing import Any
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from lookalike.cli.argtypes import positive_float, positive_int
+    from lookalike.cli.argtypes import add_filter_arguments, positive_int
 
     p = sub.add_parser(
         "spark-index",
@@ -30,15 +30,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", metavar="NAME", help="registry model (default clip-vit-b32)")
     model.add_argument("--model-path", metavar="DIR", help="local model folder")
-    p.add_argument("--min-side", type=positive_int, metavar="PX", help="skip smaller images")
-    p.add_argument("--max-aspect", type=positive_float, metavar="R", help="skip banners")
-    p.add_argument(
-        "--max-megapixels",
-        type=positive_float,
-        default=100.0,
-        metavar="MP",
-        help="decompression-bomb limit (default 100)",
-    )
+    add_filter_arguments(p, remembered=False)
     p.add_argument(
         "--partitions",
         type=positive_int,
@@ -51,7 +43,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])",
     )
-    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="images per model call on each executor (default 32)",
+    )
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -72,7 +70,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the job's local model folder is on this machine (new collections)",
     )
-    p.add_argument("--batch-size", type=positive_int, default=5000, metavar="N")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=5000,
+        metavar="N",
+        help="rows committed per transaction (default 5000)",
+    )
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)
