@@ -103,6 +103,16 @@ function span(cls, text) {
   return el;
 }
 
+// Text with a line-break opportunity after each "/" (ids are often paths).
+function pathText(cls, text) {
+  const el = span(cls, "");
+  text.split(/(?<=\/)/).forEach((part, i) => {
+    if (i) el.append(document.createElement("wbr"));
+    el.append(part);
+  });
+  return el;
+}
+
 function card(item) {
   const li = document.createElement("li");
   li.className = "result";
@@ -121,8 +131,8 @@ function card(item) {
   const top = span("top", "");
   if (item.score !== undefined) top.append(span("score", Number(item.score).toFixed(3)));
   top.append(span("label", item.label || ""));
-  meta.append(top, span("title", title.text));
-  if (title.key) meta.append(span("id", item.id));
+  meta.append(top, title.key ? span("title", title.text) : pathText("title", item.id));
+  if (title.key) meta.append(pathText("id", item.id));
   for (const [k, v] of scalarFields(item, title.key, 2)) meta.append(span("field", `${k}: ${v}`));
   open.append(img, meta);
   open.addEventListener("click", () => openViewer(item, open));
