@@ -14,6 +14,7 @@ from .. import __version__
 from ..collection import Collection
 from .metrics import Metrics
 from .middleware import BodyLimit, KeyGate, Observe, install_error_handlers
+from .routes.browse import add_browse_routes
 from .routes.common import Wiring, access_dependencies
 from .routes.items import add_item_routes
 from .routes.pages import add_page_routes
@@ -78,5 +79,6 @@ def create_app(
     # /items/{id}/similar (ids may contain "/").
     add_page_routes(app, wiring)
     add_search_routes(app, wiring)
+    add_browse_routes(app, wiring)
     add_item_routes(app, wiring)
     return app

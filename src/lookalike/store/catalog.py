@@ -276,6 +276,20 @@ class Catalog:
         rows = self.db.execute("SELECT DISTINCT label FROM items WHERE label IS NOT NULL")
         return sorted(r[0] for r in rows)
 
+    def page(self, offset: int, limit: int, label: str | None = None) -> list[Item]:
+        """``limit`` items from ``offset`` in the order they were added (by slot)."""
+        where, args = ("WHERE label = ?", (label,)) if label is not None else ("", ())
+        rows = self.db.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items {where} ORDER BY slot LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [_row_to_item(r) for r in rows]
+
+    def label_counts(self) -> dict[str | None, int]:
+        """Items per label (None: no label), from the label index."""
+        rows = self.db.execute("SELECT label, COUNT(*) FROM items GROUP BY label")
+        return {r[0]: int(r[1]) for r in rows}
+
     def id_exists(self, item_id: str) -> bool:
         return (
             self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None

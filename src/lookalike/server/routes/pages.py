@@ -121,6 +121,7 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
             "url_fetching": settings.allow_urls,
             "auth": "all" if settings.api_key_all else "writes" if settings.api_key else "off",
             "max_upload_bytes": settings.max_upload_bytes,
+            "max_k": settings.max_k,
             **{k: info[k] for k in ("items", "model", "dim", "metric") if k in info},
         }
 
