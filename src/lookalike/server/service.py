@@ -147,6 +147,26 @@ class Service:
             vec, slot, _ = self.coll.query_vector("id:" + item_id)
             return self._search(vec, k, threshold, label, slot)
 
+    def search_terms(
+        self,
+        terms: Sequence[Any],
+        k: int,
+        threshold: float | None = None,
+        label: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """A composed query (texts, ids, vectors; see ``lookalike.search.compose``): the
+        items a positive ``id`` term names are left out of the results."""
+        self._check_k(k)
+        with self.lock.read(True):
+            found = self.coll.compose(terms)
+            if len(found.exclude) <= 1:
+                slot = found.exclude[0] if found.exclude else None
+                return self._search(found.vector, k, threshold, label, slot)
+            drop = {item.id for item in self.coll.catalog.by_slots(found.exclude).values()}
+            hits = self._search(found.vector, k + len(drop), threshold, label, None)
+            kept = [hit for hit in hits if hit["id"] not in drop][:k]
+            return [{**hit, "rank": n} for n, hit in enumerate(kept, 1)]
+
     def _search(
         self,
         vec: np.ndarray,
