@@ -158,3 +158,11 @@ def test_parse_cli_terms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_combine_normalises() -> None:
     out = combine([np.array([3.0, 0.0]), np.array([0.0, 1.0])], [1.0, 1.0])
     assert np.allclose(out, [[2**-0.5, 2**-0.5]])
+
+
+def test_text_tower_is_loaded_once_per_model(local_coll: Collection) -> None:
+    local_coll.search(text="red")
+    first = text_embedder_for_record(local_coll.config["model"])
+    assert first.loaded
+    local_coll.search(text="green")
+    assert text_embedder_for_record(local_coll.config["model"]) is first

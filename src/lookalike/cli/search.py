@@ -17,6 +17,8 @@ def _searches(args: argparse.Namespace) -> list[tuple[str, list[Any]]]:
 
     queries: list[str] = args.queries
     if args.text is not None:
+        if args.mean:
+            raise InvalidInput("--mean averages QUERY terms; it does not go with --text")
         if queries:
             raise InvalidInput(
                 "give --text or QUERY terms, not both (a text term in a query: 'text:...')"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,12 +122,32 @@ def _local_text_files(directory: Path) -> TextFiles:
     )
 
 
+_TEXT_EMBEDDERS: dict[tuple[Any, ...], TextEmbedder] = {}
+_TEXT_LOCK = threading.Lock()
+
+
 def text_embedder_for_record(model: dict[str, Any], threads: int | None = None) -> TextEmbedder:
-    """The text tower of the model a collection's stored record names (nothing loaded yet).
+    """The text tower of the model a collection's stored record names (loaded on first
+    use, then kept: one per model and folder in the process, so searches share a session).
 
     A registry model has one when its spec names it (``ModelSpec.text``); a local folder
     when it holds ``text/model.onnx`` and ``text/tokenizer.json``. Raises ``NoTextTower``
     (naming the models that have one) otherwise."""
+    from .hub import hub_cache_dir
+
+    where = model.get("model_path") or str(hub_cache_dir())
+    key = (model.get("name"), where, model.get("dim"), model.get("metric"), threads)
+    with _TEXT_LOCK:
+        cached = _TEXT_EMBEDDERS.get(key)
+        if cached is None or not cached.loaded:  # not loaded yet: the files are looked at again
+            cached = _text_embedder(model, threads)
+            if len(_TEXT_EMBEDDERS) >= 8:
+                _TEXT_EMBEDDERS.clear()
+            _TEXT_EMBEDDERS[key] = cached
+        return cached
+
+
+def _text_embedder(model: dict[str, Any], threads: int | None) -> TextEmbedder:
     from .embedders.text import TextEmbedder
 
     name = str(model.get("name"))
