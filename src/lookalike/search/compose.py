@@ -202,6 +202,26 @@ def combine(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarr
     return (total / norm).astype(np.float32).reshape(1, -1)
 
 
+def describe(terms: Sequence[Term]) -> str:
+    """The terms in the command-line syntax (``2:text:red + id:a.jpg - b.jpg``)."""
+    return " ".join(
+        (("- " if t.weight < 0 else "+ ") if n else ("-" if t.weight < 0 else ""))
+        + replace(t, weight=abs(t.weight)).describe()
+        for n, t in enumerate(terms)
+    )
+
+
+def embed_texts(terms: Sequence[Term], text_embedder: Callable[[], TextEmbedder]) -> list[Term]:
+    """``terms`` with each text replaced by its vector (a "vector" term of the same weight),
+    embedded in one batch; ``text_embedder`` is only called when there is a text. Lets a
+    caller embed texts before taking a lock that the rest of the query needs."""
+    texts = [t for t in terms if t.kind == "text"]
+    if not texts:
+        return list(terms)
+    rows = iter(text_embedder().embed_texts([str(t.value) for t in texts]))
+    return [Term("vector", next(rows), t.weight) if t.kind == "text" else t for t in terms]
+
+
 class TermResolver:
     """Resolves terms against one collection: images, ids, URLs and vectors through its
     ``QueryResolver``, texts through its model's text tower (``text_embedder`` is called
@@ -218,22 +238,16 @@ class TermResolver:
         allow_urls: bool = False,
         limits: DecodeLimits | None = None,
     ) -> ComposedQuery:
-        texts = [t for t in terms if t.kind == "text"]
-        embedder = self.text_embedder() if texts else None  # NoTextTower before anything else
+        description = describe(terms)
+        terms = embed_texts(terms, self.text_embedder)  # NoTextTower before anything else
         if self.queries.binary and (len(terms) > 1 or terms[0].weight != 1):
             raise QueryError(
                 "a hash model (phash) answers one image, id: or vector query at a time:"
                 " weighted combinations need a neural model"
             )
-        text_rows: list[np.ndarray] = []
-        if embedder is not None:
-            text_rows = list(embedder.embed_texts([str(t.value) for t in texts]))
         vectors: list[np.ndarray] = []
         exclude: list[int] = []
         for term in terms:
-            if term.kind == "text":
-                vectors.append(text_rows.pop(0))
-                continue
             query: Any = term.value
             if term.kind == "id":
                 query = f"id:{term.value}"
@@ -245,11 +259,6 @@ class TermResolver:
             if slot is not None and term.weight > 0:
                 exclude.append(slot)
             vectors.append(vec)
-        description = " ".join(
-            (("- " if t.weight < 0 else "+ ") if n else ("-" if t.weight < 0 else ""))
-            + replace(t, weight=abs(t.weight)).describe()
-            for n, t in enumerate(terms)
-        )
         if self.queries.binary:
             return ComposedQuery(vectors[0], exclude, description)
         vector = combine(vectors, [t.weight for t in terms])

@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from ..models.loader import text_embedder_for_record
+from ..search.compose import as_terms, embed_texts
 from ..store.metadata import check_metadata
 from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
@@ -157,8 +160,10 @@ class Service:
         """A composed query (texts, ids, vectors; see ``lookalike.search.compose``): the
         items a positive ``id`` term names are left out of the results."""
         self._check_k(k)
-        with self.lock.read(True):
-            found = self.coll.compose(terms)
+        model = self.coll.config["model"]
+        parts = embed_texts(as_terms(terms), partial(text_embedder_for_record, model))
+        with self.lock.read(True):  # texts were embedded outside the lock
+            found = self.coll.compose(parts)
             if len(found.exclude) <= 1:
                 slot = found.exclude[0] if found.exclude else None
                 return self._search(found.vector, k, threshold, label, slot)
