@@ -149,6 +149,7 @@ def test_parse_cli_terms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         (["red", "+"], "ends with"),
         (["+", "red"], "start with"),
         (["red", "+", "-", "blue"], "two operators"),
+        (["-", "-", "red"], "two operators"),
         (["0:red"], "non-zero"),
     ]:
         with pytest.raises(QueryError, match=message):

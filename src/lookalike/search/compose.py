@@ -110,14 +110,16 @@ def parse_cli_terms(tokens: Sequence[str]) -> list[Term]:
     """``["2:red dress", "+", "id:a.jpg", "-", "b.jpg"]`` -> terms (``-`` negates the next)."""
     terms: list[Term] = []
     sign: float | None = 1.0  # None: an operator is expected before the next term
+    operator = False  # the last token was an operator
     for token in tokens:
         if token in ("+", "-"):
-            if sign is not None and terms:
+            if operator:
                 raise QueryError(f"two operators in a row before {token!r}")
-            if sign is not None and not terms and token == "+":
+            if not terms and token == "+":
                 raise QueryError("a query cannot start with '+'")
-            sign = -1.0 if token == "-" else 1.0
+            sign, operator = (-1.0 if token == "-" else 1.0), True
             continue
+        operator = False
         if sign is None:
             raise QueryError(f"put '+' or '-' between query terms (before {token!r})")
         terms.append(parse_term(token, sign))
