@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer, IndexReport
 from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
-from .models.loader import load_embedder
+from .models.loader import load_embedder, text_embedder_for_record
+from .search.compose import ComposedQuery, Term, TermResolver, as_terms, ranked_without
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
 from .search.rank import check_label, ranked_hits
@@ -62,14 +64,9 @@ class Collection:
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
         )
         self.index = IndexManager(
-            root / "index",
-            self.dim,
-            self.binary,
-            self.catalog,
-            self.vectors,
-            readonly,
+            root / "index", self.dim, self.binary, self.catalog, self.vectors, readonly,
             self._write_lock,
-        )
+        )  # fmt: skip
 
     @property
     def embedder(self) -> Embedder:
@@ -311,28 +308,37 @@ class Collection:
         """Embed one encoded image (bytes); raises ImageRejected for bad images."""
         return embed_image(self.embedder, data, limits)
 
+    def _queries(self) -> QueryResolver:
+        return QueryResolver(
+            lambda: self.embedder, self.catalog, self.vectors, self.binary, self.root
+        )
+
     def query_vector(
         self, query: Any, *, allow_urls: bool = False, limits: DecodeLimits | None = None
     ) -> tuple[np.ndarray, int | None, str]:
         """Resolve a query to (vector row, slot to exclude or None, description)."""
-        resolver = QueryResolver(
-            lambda: self.embedder, self.catalog, self.vectors, self.binary, self.root
+        return self._queries().resolve(query, allow_urls=allow_urls, limits=limits)
+
+    def compose(
+        self, terms: Sequence[Any], *, allow_urls: bool = False, limits: DecodeLimits | None = None
+    ) -> ComposedQuery:
+        """Weighted terms (see :mod:`lookalike.search.compose`) as one unit query vector."""
+        texts = TermResolver(
+            self._queries(), partial(text_embedder_for_record, self.config["model"])
         )
-        return resolver.resolve(query, allow_urls=allow_urls, limits=limits)
+        return texts.resolve(as_terms(terms), allow_urls=allow_urls, limits=limits)
 
     def search(
-        self,
-        query: Any,
-        k: int = 10,
-        *,
-        threshold: float | None = None,
-        label: str | None = None,
-        allow_urls: bool = False,
-        limits: DecodeLimits | None = None,
-    ) -> list[Hit]:
-        """The ``k`` items most similar to ``query``: a file path, ``id:ITEM``, an http(s) URL
-        (with ``allow_urls``), encoded image bytes, or a vector. A ``label`` no item has
-        raises :class:`~lookalike.errors.UnknownLabel`, naming the nearest labels."""
+        self, query: Any = None, k: int = 10, *, text: str | None = None,
+        terms: Sequence[Any] | None = None, threshold: float | None = None,
+        label: str | None = None, allow_urls: bool = False, limits: DecodeLimits | None = None,
+    ) -> list[Hit]:  # fmt: skip
+        """The ``k`` items most similar to one of: ``query`` (a file path, ``id:ITEM``, an
+        http(s) URL with ``allow_urls``, encoded image bytes, or a vector), ``text`` (models
+        with a text tower) or ``terms`` (a composed query: weighted images, ids, texts,
+        vectors). A ``label`` no item has raises :class:`~lookalike.errors.UnknownLabel`."""
+        if sum(x is not None for x in (query, text, terms)) != 1:
+            raise InvalidInput("give exactly one of a query, text= or terms=")
         if k <= 0:
             raise InvalidInput("k must be a positive number")
         if len(self) == 0:
@@ -341,8 +347,11 @@ class Collection:
             )
         if label is not None:
             check_label(self.catalog, label)
-        vec, exclude, _ = self.query_vector(query, allow_urls=allow_urls, limits=limits)
-        return self.search_vector(vec, k, threshold=threshold, label=label, exclude_slot=exclude)
+        parts = (
+            [query] if query is not None else [Term("text", text)] if text is not None else terms
+        )
+        found = self.compose(parts or [], allow_urls=allow_urls, limits=limits)
+        return ranked_without(self.search_vector, found, k, threshold, label, self.catalog)
 
     def search_vector(
         self,
@@ -354,14 +363,9 @@ class Collection:
         exclude_slot: int | None = None,
     ) -> list[Hit]:
         return ranked_hits(
-            self.index.store(),
-            self.catalog,
-            vec,
-            k,
-            threshold=threshold,
-            label=label,
+            self.index.store(), self.catalog, vec, k, threshold=threshold, label=label,
             exclude_slot=exclude_slot,
-        )
+        )  # fmt: skip
 
     # -- inspection and export ---------------------------------------------------------
 

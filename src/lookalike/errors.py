@@ -31,6 +31,10 @@ class QueryError(InvalidInput):
     """A search query could not be resolved (missing file, unknown id, bad URL...)."""
 
 
+class NoTextTower(QueryError):
+    """A text query against a model without a text tower (the message names those with one)."""
+
+
 class UnknownLabel(QueryError):
     """A ``label`` filter names a label no item of the collection has."""
 

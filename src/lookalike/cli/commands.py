@@ -1,4 +1,4 @@
-"""Handlers of the collection commands: index, search, info, remove, export, models. Each takes the parsed arguments and returns the exit code."""
+"""Handlers of the collection commands: index, info, remove, export (search and models: search.py). Each takes the parsed arguments and returns the exit code."""
 
 from __future__ import annotations
 
@@ -177,42 +177,6 @@ def _print_index_notes(idx: dict[str, Any]) -> None:
     return None
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from . import results as outputs
-
-    outputs.check(args)
-    coll = _open(args, model=args.model)
-    try:
-        results = []
-        for query in args.queries:
-            hits = coll.search(
-                query,
-                k=args.k,
-                threshold=args.threshold,
-                label=args.label,
-                allow_urls=args.allow_urls,
-            )
-            results.append((query, hits))
-            if args.json:
-                results_json = [h.to_dict() for h in hits]
-                print(
-                    json.dumps({"query": query, "results": results_json}, ensure_ascii=False),
-                    flush=True,
-                )
-            else:
-                print(f"{query}:")
-                if not hits:
-                    print("  (no results)")
-                for h in hits:
-                    print(f"  {h.rank:>3}  {h.score:.4f}  {h.label or '-':<12}  {h.id}")
-        written = outputs.write(args, coll, results)
-    finally:
-        coll.close()
-    for path in written:
-        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
-
-
 def _index_device(coll: Any) -> Any:
     """The device a neural model will run on (None for hash models, which use no device);
     raises at once when CUDA was asked for and cannot be used."""
@@ -276,14 +240,4 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         coll.close()
     print(f"exported {n} items to {args.out}")
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from ..models.registry import DEFAULT_MODEL, MODELS
-
-    for spec in MODELS.values():
-        default = " (default)" if spec.name == DEFAULT_MODEL else ""
-        source = spec.repo or "built in, no weights"
-        print(f"{spec.name:<14} {spec.dim:>5} dims  {spec.metric:<7}  {source}{default}")
     return 0

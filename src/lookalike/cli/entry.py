@@ -22,7 +22,8 @@ from .argtypes import (
     positive_int,
     score,
 )
-from .commands import cmd_export, cmd_index, cmd_info, cmd_models, cmd_remove, cmd_search
+from .commands import cmd_export, cmd_index, cmd_info, cmd_remove
+from .search import add_search_arguments, cmd_models, cmd_search
 
 EXIT_USAGE = 2
 
@@ -194,12 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="find the images most similar to a query")
     add_device_argument(p)
-    p.add_argument(
-        "queries",
-        nargs="+",
-        metavar="QUERY",
-        help="image file, http(s) URL (with --allow-urls) or id:ITEM_ID",
-    )
+    add_search_arguments(p)
     p.add_argument("-k", type=positive_int, default=10, help="number of results (default 10)")
     p.add_argument("--threshold", type=score, metavar="S", help="only results with score >= S")
     p.add_argument("--label", help="only results with this label")
@@ -238,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         "out", metavar="OUT", help="file to write (--format parquet) or folder (--format npy)"
     )
 
-    sub.add_parser("models", parents=[common], help="list the models in the registry")
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list the models: dims, size, licence, whether cached (usable offline), text tower",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per model per line")
 
     # Commands of other parts (server, duplicates, neighbours...) register themselves:
     # each module has ``register(sub, common)`` adding a parser with ``set_defaults(func=...)``.

@@ -47,8 +47,8 @@ def query_image(coll: Any, query: str) -> ImageSource:
     """The image to show for a query: the file, or the stored item's file for ``id:``."""
     if query.startswith("id:"):
         return coll.get(query[3:]).path
-    if query.startswith(("http://", "https://")):
-        return None
+    if query.startswith(("http://", "https://")) or not Path(query).is_file():
+        return None  # URLs, texts and composed queries have no image of their own
     return query
 
 

@@ -7,7 +7,7 @@ import mmap
 import os
 import posixpath
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -306,3 +306,51 @@ def resolve_hub_model(spec: ModelSpec) -> ModelFiles:
         preprocessor_config=preprocessor,
         source=f"hf:{spec.repo}@{commit or 'unknown'}",
     )
+
+
+# -- text towers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextFiles:
+    """The files of one resolved text tower: the ONNX model and its tokenizer."""
+
+    model_path: Path
+    tokenizer_path: Path
+    source: str
+
+
+def _text_as_spec(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with its text tower's repo and files in place of the image tower's, so the
+    hub helpers (and their advice) serve the text tower unchanged."""
+    assert spec.text is not None and spec.text.repo is not None
+    return replace(
+        spec,
+        repo=spec.text.repo,
+        model_file=spec.text.model_file,
+        preprocessor_file=spec.text.tokenizer_file,
+        text=None,
+    )
+
+
+def hub_text_cached(spec: ModelSpec) -> bool | None:
+    """Whether a registry model's text tower is in the hub cache; None: it has none."""
+    if spec.text is None or spec.text.repo is None:
+        return None
+    return hub_model_cached(_text_as_spec(spec))
+
+
+def resolve_hub_text(spec: ModelSpec) -> TextFiles:
+    """The text tower of a registry model: its ONNX model and tokenizer, from the cache or
+    downloaded into it (unless offline), at one commit; ``ModelUnavailable`` otherwise."""
+    tower = _text_as_spec(spec)
+    assert tower.model_file is not None and tower.preprocessor_file is not None
+    cache_dir = hub_cache_dir()
+    offline = hub_offline()
+    model_path = _hub_file(tower, tower.model_file, None, cache_dir, offline)
+    commit = _snapshot_commit(model_path)
+    tokenizer = _hub_file(tower, tower.preprocessor_file, commit, cache_dir, offline)
+    folder = posixpath.dirname(tower.model_file)
+    for name in _external_data_files(model_path):
+        _hub_file(tower, posixpath.join(folder, name), commit, cache_dir, offline)
+    return TextFiles(model_path, tokenizer, f"hf:{tower.repo}@{commit or 'unknown'}")

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NoTextTower
 from .embedders.base import Embedder
 from .embedders.onnx import OnnxEmbedder
 from .hub import _check_hub_spec, resolve_hub_model, resolve_hub_preprocessor
 from .local import _local_embedder
-from .registry import DEFAULT_MODEL, MODELS, ModelSpec, get_model_spec
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, TextTowerSpec, get_model_spec, text_models
 
 if TYPE_CHECKING:
-    pass
+    from .embedders.text import TextEmbedder
+    from .hub import TextFiles
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +95,78 @@ def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder
     if model.get("model_path"):
         return load_embedder(model_path=model["model_path"], threads=threads)
     return load_embedder(model["name"], threads=threads)
+
+
+# -- text towers -------------------------------------------------------------------------
+
+#: Where a ``--model-path`` folder keeps its text tower (beside the image model).
+LOCAL_TEXT_MODEL = "text/model.onnx"
+LOCAL_TEXT_TOKENIZER = "text/tokenizer.json"
+
+
+def _no_text_tower(name: str) -> NoTextTower:
+    return NoTextTower(
+        f"model {name!r} has no text tower, so it cannot search by text; models that can:"
+        f" {', '.join(text_models())} (or a --model-path folder with {LOCAL_TEXT_MODEL} and"
+        f" {LOCAL_TEXT_TOKENIZER})"
+    )
+
+
+def _local_text_files(directory: Path) -> TextFiles:
+    from .hub import TextFiles
+
+    return TextFiles(
+        directory / LOCAL_TEXT_MODEL,
+        directory / LOCAL_TEXT_TOKENIZER,
+        f"local:{directory.resolve()}/text",
+    )
+
+
+_TEXT_EMBEDDERS: dict[tuple[Any, ...], TextEmbedder] = {}
+_TEXT_LOCK = threading.Lock()
+
+
+def text_embedder_for_record(model: dict[str, Any], threads: int | None = None) -> TextEmbedder:
+    """The text tower of the model a collection's stored record names (loaded on first
+    use, then kept: one per model and folder in the process, so searches share a session).
+
+    A registry model has one when its spec names it (``ModelSpec.text``); a local folder
+    when it holds ``text/model.onnx`` and ``text/tokenizer.json``. Raises ``NoTextTower``
+    (naming the models that have one) otherwise."""
+    from .hub import hub_cache_dir
+
+    where = model.get("model_path") or str(hub_cache_dir())
+    key = (model.get("name"), where, model.get("dim"), model.get("metric"), threads)
+    with _TEXT_LOCK:
+        cached = _TEXT_EMBEDDERS.get(key)
+        if cached is None or not cached.loaded:  # not loaded yet: the files are looked at again
+            cached = _text_embedder(model, threads)
+            if len(_TEXT_EMBEDDERS) >= 8:
+                _TEXT_EMBEDDERS.clear()
+            _TEXT_EMBEDDERS[key] = cached
+        return cached
+
+
+def _text_embedder(model: dict[str, Any], threads: int | None) -> TextEmbedder:
+    from .embedders.text import TextEmbedder
+
+    name = str(model.get("name"))
+    if model.get("kind") == "external" or model.get("metric") != "cosine":
+        raise _no_text_tower(name)
+    spec = ModelSpec(name=name, kind="onnx", dim=int(model["dim"]), metric="cosine")
+    if model.get("model_path"):
+        directory = Path(model["model_path"]).expanduser()
+        if not (directory / LOCAL_TEXT_MODEL).is_file():
+            raise _no_text_tower(name)
+        tower = TextTowerSpec(
+            repo=None, model_file=LOCAL_TEXT_MODEL, tokenizer_file=LOCAL_TEXT_TOKENIZER, output=None
+        )
+        return TextEmbedder(spec, tower, partial(_local_text_files, directory), threads=threads)
+    registered = MODELS.get(name)
+    if registered is None or registered.text is None:
+        raise _no_text_tower(name)
+    from .hub import resolve_hub_text
+
+    return TextEmbedder(
+        spec, registered.text, partial(resolve_hub_text, registered), threads=threads
+    )

@@ -17,6 +17,29 @@ Pooling = Literal["none", "cls", "mean"]
 
 
 @dataclass(frozen=True)
+class TextTowerSpec:
+    """The text encoder of a two-tower (CLIP-style) model: texts land in the image space.
+
+    ``repo`` is a hub repository (None: a local folder, the files relative to it);
+    ``model_file`` takes int64 ``input_ids`` and, when the graph declares it,
+    ``attention_mask`` (each fed only if the graph has it, with the graph's integer type);
+    ``tokenizer_file`` is a ``tokenizers`` JSON file; texts are cut to ``max_tokens``
+    tokens. ``output`` names the embedding output (None: ``text_embeds`` if present, else
+    the first output); ``pooling`` as for images.
+    """
+
+    repo: str | None
+    model_file: str = "model.onnx"
+    tokenizer_file: str = "tokenizer.json"
+    max_tokens: int = 77
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    output: str | None = "text_embeds"
+    pooling: Pooling = "none"
+    size_mb: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Description of one embedding model.
 
@@ -38,6 +61,7 @@ class ModelSpec:
     license: str = ""
     description: str = ""
     size_mb: int | None = None
+    text: TextTowerSpec | None = None
 
     @property
     def binary(self) -> bool:
@@ -58,6 +82,7 @@ MODELS: dict[str, ModelSpec] = {
             license="MIT",
             description="OpenAI CLIP ViT-B/32 image encoder (ONNX export by Qdrant).",
             size_mb=352,
+            text=TextTowerSpec(repo="Qdrant/clip-ViT-B-32-text", size_mb=254),
         ),
         ModelSpec(
             name="dinov2-small",
@@ -96,6 +121,11 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "clip-vit-b32"
+
+
+def text_models() -> list[str]:
+    """Names of the registry models with a text tower (they answer text queries)."""
+    return [name for name, spec in MODELS.items() if spec.text is not None]
 
 
 def get_model_spec(name: str) -> ModelSpec:

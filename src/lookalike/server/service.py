@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from ..models.loader import text_embedder_for_record
+from ..search.compose import as_terms, embed_texts
 from ..store.metadata import check_metadata
 from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
@@ -146,6 +149,28 @@ class Service:
         with self.lock.read(blocking):
             vec, slot, _ = self.coll.query_vector("id:" + item_id)
             return self._search(vec, k, threshold, label, slot)
+
+    def search_terms(
+        self,
+        terms: Sequence[Any],
+        k: int,
+        threshold: float | None = None,
+        label: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """A composed query (texts, ids, vectors; see ``lookalike.search.compose``): the
+        items a positive ``id`` term names are left out of the results."""
+        self._check_k(k)
+        model = self.coll.config["model"]
+        parts = embed_texts(as_terms(terms), partial(text_embedder_for_record, model))
+        with self.lock.read(True):  # texts were embedded outside the lock
+            found = self.coll.compose(parts)
+            if len(found.exclude) <= 1:
+                slot = found.exclude[0] if found.exclude else None
+                return self._search(found.vector, k, threshold, label, slot)
+            drop = {item.id for item in self.coll.catalog.by_slots(found.exclude).values()}
+            hits = self._search(found.vector, k + len(drop), threshold, label, None)
+            kept = [hit for hit in hits if hit["id"] not in drop][:k]
+            return [{**hit, "rank": n} for n, hit in enumerate(kept, 1)]
 
     def _search(
         self,

@@ -15,8 +15,19 @@ from ..responses import SafeJSONResponse, errors, image_upload_encoding
 from .common import Wiring, read_files, read_now
 
 
+class SearchTerm(BaseModel):
+    """One weighted term of a composed search: exactly one of ``text``, ``id``, ``vector``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="a text (models with a text tower)")
+    id: str | None = Field(None, description="a stored item (left out of the results)")
+    vector: list[float] | None = Field(None, description="a vector (cosine models)")
+    weight: float = Field(1.0, description="the term's weight; negative: away from it")
+
+
 class SearchRequest(BaseModel):
-    """A JSON search: exactly one of ``id``, ``url`` or ``vector``."""
+    """A JSON search: exactly one of ``id``, ``url``, ``vector``, ``text`` or ``terms``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +35,14 @@ class SearchRequest(BaseModel):
     url: str | None = Field(None, description="an image URL (only when URL fetching is on)")
     vector: list[float] | str | None = Field(
         None, description="floats for cosine models; packed bits as hex for hash models"
+    )
+    text: str | None = Field(
+        None, description="search by a text (models with a text tower, e.g. clip-vit-b32)"
+    )
+    terms: list[SearchTerm] | None = Field(
+        None,
+        description="a composed search: the weighted sum of the terms' unit vectors",
+        max_length=64,
     )
     k: int = Field(10, ge=1, description="number of results")
     threshold: float | None = Field(None, ge=-1, le=1, description="minimum score")
@@ -97,7 +116,8 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
         responses=errors(400, *auth, 404, 413, 415, 422, 503),
     )
     async def search(request: Request) -> Response:
-        """Search by an uploaded image (multipart ``file``) or by JSON ``id``/``url``/``vector``."""
+        """Search by an uploaded image (multipart ``file``) or by JSON ``id``/``url``/``vector``,
+        ``text`` (models with a text tower) or ``terms`` (weighted texts, ids and vectors)."""
         start = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
@@ -124,10 +144,23 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                 params = SearchRequest.model_validate_json(await request.body())
             except ValidationError as exc:
                 raise RequestValidationError(exc.errors()) from None
-            given = [n for n in ("id", "url", "vector") if getattr(params, n) is not None]
+            kinds = ("id", "url", "vector", "text", "terms")
+            given = [n for n in kinds if getattr(params, n) is not None]
             if len(given) != 1:
-                raise InvalidInput("give exactly one of 'id', 'url' or 'vector'")
-            if params.id is not None:
+                raise InvalidInput("give exactly one of 'id', 'url', 'vector', 'text' or 'terms'")
+            if params.text is not None or params.terms is not None:
+                if params.text is not None:
+                    query = {"text": params.text}
+                    terms: list[dict[str, Any]] = [{"text": params.text}]
+                else:
+                    terms = [t.model_dump(exclude_none=True) for t in params.terms or []]
+                    query = {
+                        "terms": [{**t, "vector": True} if "vector" in t else t for t in terms]
+                    }
+                results = await run_in_threadpool(
+                    service.search_terms, terms, params.k, params.threshold, params.label
+                )
+            elif params.id is not None:
                 query = {"id": params.id}
                 results = await read_now(
                     service.similar, params.id, params.k, params.threshold, params.label
