@@ -89,6 +89,7 @@ def test_health_reports_model_items_and_safe_defaults(coll: Collection) -> None:
     assert body["model"] == "phash" and body["metric"] == "hamming"
     assert body["url_fetching"] is False and body["auth"] == "off"
     assert body["max_upload_bytes"] == 20 * 2**20
+    assert body["text_search"] is False  # phash has no text tower
 
 
 def test_metrics_count_requests_latency_items_and_index(coll: Collection) -> None:
@@ -332,7 +333,7 @@ def test_api_key_all_protects_every_api_endpoint(coll: Collection) -> None:
     # the page, its assets and the health check hold no data and stay reachable
     assert c.get("/").status_code == 200 and c.get("/static/app.js").status_code == 200
     health = c.get("/health").json()
-    assert health["auth"] == "all" and "items" not in health
+    assert health["auth"] == "all" and "items" not in health and "text_search" not in health
 
 
 def test_api_key_settings_are_checked() -> None:

@@ -182,6 +182,7 @@ def test_http_no_text_tower(tmp_path: Path) -> None:
         coll.add([images], workers=0)
         client = TestClient(create_app(coll, ServerSettings()), raise_server_exceptions=False)
         r = _search(client, {"text": "red"})
+        assert client.get("/health").json()["text_search"] is False
     assert r.status_code == 400
     assert "no text tower" in r.text and "clip-vit-b32" in r.text
 
@@ -195,3 +196,18 @@ def test_http_hub_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         r = _search(client, {"text": "blue", "k": 1})
     assert r.status_code == 200, r.text
     assert Path(r.json()["results"][0]["id"]).stem == "blue"
+
+
+def test_health_says_whether_text_search_works(clip_coll: Path, tmp_path: Path) -> None:
+    """/health's ``text_search`` (the web page's text box) comes from the model record: a
+    --model-path folder with text/model.onnx, or a registry model with a text tower."""
+    from lookalike.models.loader import has_text_tower
+
+    with Collection.open(clip_coll) as coll:
+        client = TestClient(create_app(coll, ServerSettings()))
+        assert client.get("/health").json()["text_search"] is True
+        record = dict(coll.config["model"])
+    assert has_text_tower({**record, "model_path": str(tmp_path / "nowhere")}) is False
+    assert has_text_tower({"name": "clip-vit-b32", "metric": "cosine", "dim": 512}) is True
+    assert has_text_tower({"name": "dinov2-small", "metric": "cosine", "dim": 384}) is False
+    assert has_text_tower({"name": "phash", "metric": "hamming", "dim": 64}) is False

@@ -430,3 +430,78 @@ def test_paste_an_image_url(browser: Any, tmp_path: Path) -> None:
         context.close()
         assert outside == []
     coll.close()
+
+
+# -- the text box ---------------------------------------------------------------------
+
+
+def test_text_box_is_off_without_a_text_tower(make_page: Any, site: tuple[str, Path]) -> None:
+    """The site's model is phash: the box says why it is off, and a ?text= address shows
+    the server's error (which names the models that can)."""
+    why = "this collection's model has no text tower"
+    pg = make_page(360)
+    assert pg.is_disabled("#text-input") and pg.is_disabled("#text-button")
+    assert pg.get_attribute("#text-input", "placeholder") == why
+    assert pg.get_attribute("#text-input", "title") == why
+    assert pg.is_visible("#text-note") and why in pg.text_content("#text-note")
+    assert pg.evaluate("document.getElementById('text-input').labels[0].textContent")
+    _no_sideways_scroll(pg, "text box off")
+    _shot(pg, "360-text-off")
+    pg.focus("#text-input")  # a disabled box takes no focus, so Enter does nothing
+    pg.keyboard.press("Enter")
+    assert _query(pg) == {}
+    pg2 = make_page(768, "/?text=red%20dress&k=5")
+    assert _grid(pg2) == []
+    message = pg2.text_content("#status")
+    assert "no text tower" in message and "clip-vit-b32" in message
+    assert pg2.get_attribute("#status", "class") == "error"
+    assert pg2.input_value("#text-input") == "red dress"
+    assert pg2.text_content("#query-title") == "“red dress”"
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_text_search_with_a_text_tower(browser: Any, tmp_path: Path, width: int) -> None:
+    """A tiny CLIP pair (tests/tiny_clip.py) over solid colours: type, Enter, the address
+    says text=..; Back returns to browsing, Forward to the search."""
+    from tiny_clip import write_colour_images, write_local_clip
+
+    from lookalike.collection import Collection
+
+    images = write_colour_images(tmp_path / "images")
+    model = write_local_clip(tmp_path / "clip")
+    with Collection.open(tmp_path / "coll", model_path=model) as coll:
+        coll.add([images], workers=0)
+        with live_server(create_app(coll, ServerSettings())) as base:
+            context, pg, outside = _open(browser, base, width)
+            assert _query(pg) == {} and len(_grid(pg)) == 5
+            assert pg.is_enabled("#text-input") and pg.is_hidden("#text-note")
+            assert pg.evaluate("document.getElementById('text-input').labels.length") == 1
+            _no_sideways_scroll(pg, "text box on")
+            pg.click("#text-input")
+            pg.keyboard.type("red")
+            _act(pg, lambda: pg.keyboard.press("Enter"))
+            assert _query(pg) == {"text": "red", "k": "12"}
+            grid = _grid(pg)
+            assert Path(grid[0]["id"]).stem == "red" and len(grid) == 5
+            assert pg.text_content("#query-title") == "“red”"
+            assert pg.is_hidden("#query-image")  # a text has no picture
+            _no_sideways_scroll(pg, "text results")
+            _shot(pg, f"{width}-text-search")
+            # the controls refine a text search like an id search
+            _act(pg, lambda: pg.fill("#k-input", "2") or pg.press("#k-input", "Tab"))
+            assert _query(pg) == {"text": "red", "k": "2"} and len(_grid(pg)) == 2
+            _act(pg, lambda: pg.go_back())
+            assert _query(pg) == {} and pg.is_hidden("#current") and len(_grid(pg)) == 5
+            assert pg.input_value("#text-input") == ""
+            _act(pg, lambda: pg.go_forward())
+            assert _query(pg) == {"text": "red", "k": "2"}
+            assert Path(_grid(pg)[0]["id"]).stem == "red"
+            assert pg.input_value("#text-input") == "red"
+            # a shared address opens the search; two words, a second colour
+            pg2 = context.new_page()
+            pg2.goto(base + "/?text=blue%20dress&k=1")
+            pg2.wait_for_selector("body[data-ready='1']")
+            _settled(pg2)
+            assert [Path(g["id"]).stem for g in _grid(pg2)] == ["blue"]
+            context.close()
+            assert outside == []

@@ -122,6 +122,18 @@ def _local_text_files(directory: Path) -> TextFiles:
     )
 
 
+def has_text_tower(model: dict[str, Any]) -> bool:
+    """Whether the model a collection's stored record names has a text tower (so it can
+    search by text): the same checks as ``text_embedder_for_record``, without loading
+    anything (a local folder's files are only looked for)."""
+    if model.get("kind") == "external" or model.get("metric") != "cosine":
+        return False
+    if model.get("model_path"):
+        return (Path(model["model_path"]).expanduser() / LOCAL_TEXT_MODEL).is_file()
+    registered = MODELS.get(str(model.get("name")))
+    return registered is not None and registered.text is not None
+
+
 _TEXT_EMBEDDERS: dict[tuple[Any, ...], TextEmbedder] = {}
 _TEXT_LOCK = threading.Lock()
 

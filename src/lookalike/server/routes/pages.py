@@ -9,6 +9,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from ... import __version__
+from ...models.loader import has_text_tower
 from .common import Wiring
 
 _STATIC = {
@@ -115,6 +116,7 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
     def health() -> dict[str, Any]:
         """Liveness and what this server offers (the web page reads it)."""
         info = service.info() if not settings.api_key_all else {}
+        text_search = has_text_tower(service.coll.config["model"])  # a file check at most
         return {
             "status": "ok",
             "version": __version__,
@@ -123,6 +125,8 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
             "max_upload_bytes": settings.max_upload_bytes,
             "max_k": settings.max_k,
             **{k: info[k] for k in ("items", "model", "dim", "metric") if k in info},
+            # the page enables its text box by this (with --api-key-all: not told, tried)
+            **({"text_search": text_search} if info else {}),
         }
 
     @app.get(

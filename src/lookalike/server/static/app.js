@@ -1,9 +1,11 @@
 // The lookalike page: no framework, no CDN, talks only to this server's API.
 //
 // Two modes. Browsing (no query): a grid of the collection, paged with "More", filtered by
-// the label picker. Searching: by an item id (the URL says ?id=..&k=..&label=..&threshold=..,
-// so a search can be shared, bookmarked, and Back/Forward work), or by an uploaded image or
-// a pasted URL (not in the address; their results stay until the next search).
+// the label picker. Searching: by an item id or a text (the URL says
+// ?id=..&k=..&label=..&threshold=.. or ?text=..&k=..: a search can be shared, bookmarked,
+// and Back/Forward work), or by an uploaded image or a pasted URL (not in the address; their
+// results stay until the next search). The text box is off when /health says the model has
+// no text tower; a ?text= address then shows the server's error.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -193,6 +195,7 @@ function params() {
   const t = parseFloat(p.get("threshold"));
   return {
     id: p.get("id") || null,
+    text: p.get("id") ? null : p.get("text") || null,
     k: k >= 1 ? Math.min(k, state.maxK) : STEP,
     label: p.get("label") || null,
     threshold: t > 0 && t <= 1 ? t : null,
@@ -218,11 +221,13 @@ function ensureOption(label) {
   }
 }
 
-// k and the threshold are in the address only with an id: browsing keeps the controls' values.
+// k and the threshold are in the address only with an id or a text: browsing keeps the
+// controls' values.
 function setControls(p) {
   ensureOption(p.label);
   $("label-select").value = p.label || "";
-  if (!p.id) return;
+  $("text-input").value = p.text || "";
+  if (!p.id && !p.text) return;
   $("k-input").value = String(p.k);
   $("threshold").value = String(p.threshold || 0);
   showThreshold();
@@ -235,9 +240,11 @@ function showThreshold() {
 
 function address(p) {
   const q = new URLSearchParams();
-  if (p.id) { q.set("id", p.id); q.set("k", String(p.k)); }
+  const query = p.id || p.text;
+  if (p.id) q.set("id", p.id); else if (p.text) q.set("text", p.text);
+  if (query) q.set("k", String(p.k));
   if (p.label) q.set("label", p.label);
-  if (p.id && p.threshold) q.set("threshold", String(p.threshold));
+  if (query && p.threshold) q.set("threshold", String(p.threshold));
   const s = q.toString();
   return s ? `/?${s}` : "/";
 }
@@ -261,6 +268,7 @@ function route() {
     state.notice = "That search was of an uploaded image: choose it again.";
   }
   if (p.id) return runId(p);
+  if (p.text) return runText(p);
   return browse(p.label);
 }
 
@@ -315,11 +323,17 @@ function searchId(id) {
   window.scrollTo({ top: 0 });
 }
 
+function searchText(text) {
+  navigate(Object.assign(controls(), { text }));
+  window.scrollTo({ top: 0 });
+}
+
 function showQuery(title, detail, imageUrl) {
   $("current").hidden = false;
   $("query-title").textContent = title;
   $("query-detail").textContent = detail || "";
   const img = $("query-image");
+  img.hidden = !imageUrl;
   if (imageUrl) setImage(img, imageUrl); else img.removeAttribute("src");
 }
 
@@ -332,9 +346,21 @@ function runId(p) {
   return search(p, () => api(`/items/${encodeURIComponent(p.id)}/similar?${q}`));
 }
 
+function runText(p) {
+  releaseImages();
+  showQuery(`“${p.text}”`, "text search", null);
+  const body = { text: p.text, k: p.k, label: p.label, threshold: p.threshold };
+  return search(p, () => api("/search", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  }));
+}
+
 function runAdhoc(o) {
   const a = state.adhoc;
   $("current").hidden = false;
+  $("query-image").hidden = false;
   $("query-title").textContent = a.title;
   $("query-detail").textContent = a.file ? "uploaded image" : "image URL";
   if (a.preview) $("query-image").src = a.preview; else $("query-image").removeAttribute("src");
@@ -380,7 +406,8 @@ async function search(p, task) {
     } else if (p.threshold) {
       status(`No result scores ${p.threshold.toFixed(2)} or more: lower the minimum score.`);
     } else {
-      status(p.label ? `No other item has label “${p.label}”.` : "No results.");
+      const other = p.text ? "No item" : "No other item";
+      status(p.label ? `${other} has label “${p.label}”.` : "No results.");
     }
   } catch (err) {
     if (seq !== state.seq) return;
@@ -413,7 +440,9 @@ function refine(replace) {
     return runAdhoc(o);
   }
   const p = params();
-  if (state.mode === "search" && p.id) return navigate(Object.assign(o, { id: p.id }), replace);
+  if (state.mode === "search" && (p.id || p.text)) {
+    return navigate(Object.assign(o, { id: p.id, text: p.text }), replace);
+  }
   if (o.label !== p.label) navigate({ label: o.label }, false);
   return undefined;
 }
@@ -459,6 +488,11 @@ function setup() {
     const url = $("url-input").value.trim();
     if (url) startAdhoc({ url, title: url, preview: null });
   });
+  $("text-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("text-input").value.trim();
+    if (text && !$("text-input").disabled) searchText(text);
+  });
   $("label-select").addEventListener("change", () => refine(false));
   $("threshold").addEventListener("input", showThreshold);
   $("threshold").addEventListener("change", () => refine(true));
@@ -478,6 +512,15 @@ function setup() {
   start();
 }
 
+function textBox(on) {
+  const why = "this collection's model has no text tower";
+  for (const id of ["text-input", "text-button"]) $(id).disabled = !on;
+  $("text-input").placeholder = on ? "e.g. red dress" : why;
+  $("text-input").title = on ? "" : why;
+  $("text-note").hidden = on;
+  $("text-note").textContent = on ? "" : `Text search is off: ${why}.`;
+}
+
 async function start() {
   try {
     const h = await (await fetch("/health")).json();
@@ -485,6 +528,7 @@ async function start() {
     state.maxK = h.max_k || 1000;
     $("k-input").max = String(state.maxK);
     $("url-form").hidden = !h.url_fetching;
+    textBox(h.text_search !== false); // not told (--api-key-all): let the server answer
     $("key-box").hidden = state.auth !== "all";
     if (h.items !== undefined) $("about").textContent = `${h.items} images · model ${h.model}`;
     await loadLabels();
