@@ -211,12 +211,13 @@ class Collection:
         batch_size: int = 32,
         progress: Callable[[int, int], None] | None = None,
         download_options: Any = None,
+        decode: pipeline.DecodeMode | None = None,
     ) -> IndexReport:
         """Index ``sources`` (folders, files, manifests) incrementally.
 
         New and changed files are embedded; unchanged ones (same size and mtime, or same
         content hash) are not; renamed files keep their vectors; files that disappeared
-        from these sources are removed.
+        from these sources are removed. ``decode``: "threads" (default) or "processes".
         """
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
@@ -225,9 +226,9 @@ class Collection:
             workers = pipeline.default_workers(model_uses_cores=not self.binary)
         self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
         with self._write_lock():
-            return Indexer(self, limits, workers, batch_size, progress, download_options).run(
-                sources
-            )
+            return Indexer(
+                self, limits, workers, batch_size, progress, download_options, decode or "threads"
+            ).run(sources)
 
     def add_vectors(
         self,
@@ -367,7 +368,9 @@ class Collection:
             if item.pixel_hash is not None:
                 out[item.id] = bytes(item.pixel_hash)
             elif item.path:
-                value = pipeline.full_pixel_hash(item.path, item.content_hash)
+                value = pipeline.full_pixel_hash(
+                    item.path, item.content_hash, self.catalog.pixel_hash_kind
+                )
                 if value is not None:
                     out[item.id] = computed[item.id] = value
         if computed and not self.readonly:

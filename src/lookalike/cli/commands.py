@@ -71,6 +71,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.sources,
             limits=limits,
             workers=args.workers,
+            decode=args.decode,
             batch_size=args.batch_size,
             progress=progress,
             download_options=DownloadOptions(

@@ -1,8 +1,11 @@
 """Decode workers: read -> hash -> decode -> normalise -> filter -> prepare model input.
 
-Runs in a pool of processes that overlaps with model inference in the parent. The number of
-tasks in flight is bounded (a sliding window of futures), so memory stays bounded however
-long the input is. One bad file never stops a run: every failure becomes a "skipped" result.
+Runs in a pool of threads (``mode="threads"``: Pillow, hashlib/xxhash and numpy release the
+GIL for the heavy parts, and model inputs need no pickling) or of processes
+(``mode="processes"``: a decoder crash on a hostile file costs only that file), overlapping
+with model inference. The number of tasks in flight is bounded (a sliding window of
+futures), so memory stays bounded however long the input is. One bad file never stops a
+run: every failure becomes a "skipped" result.
 """
 
 from __future__ import annotations
@@ -12,19 +15,22 @@ import logging
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
-from .decode import DecodeLimits, decode_image, pixel_hash
+from .decode import DEFAULT_PIXEL_HASH, DecodeLimits, decode_image, pixel_hash
+
+DecodeMode = Literal["threads", "processes"]
+DECODE_MODES: tuple[DecodeMode, ...] = ("threads", "processes")
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +67,11 @@ def content_hash(data: bytes) -> str:
 _ANY_INDEXED_SIZE = DecodeLimits(max_megapixels=1000.0)
 
 
-def full_pixel_hash(path: str, expect_content_hash: str | None) -> bytes | None:
-    """The full-resolution pixel hash of the file at ``path``, or None when it is gone,
-    changed since indexing (``expect_content_hash`` differs) or cannot be decoded."""
+def full_pixel_hash(
+    path: str, expect_content_hash: str | None, kind: str = DEFAULT_PIXEL_HASH
+) -> bytes | None:
+    """The full-resolution pixel hash (of ``kind``) of the file at ``path``, or None when it
+    is gone, changed since indexing (``expect_content_hash`` differs) or cannot be decoded."""
     try:
         data = Path(path).read_bytes()
     except OSError:
@@ -71,7 +79,7 @@ def full_pixel_hash(path: str, expect_content_hash: str | None) -> bytes | None:
     if expect_content_hash is not None and content_hash(data) != expect_content_hash:
         return None
     try:
-        return pixel_hash(decode_image(data, _ANY_INDEXED_SIZE).image)
+        return pixel_hash(decode_image(data, _ANY_INDEXED_SIZE).image, kind)
     except LookalikeError:
         return None
 
@@ -89,12 +97,15 @@ def process(
     preparer: Preparer,
     limits: DecodeLimits,
     draft: tuple[int, int] | None = None,
+    pixel_hash_kind: str = DEFAULT_PIXEL_HASH,
 ) -> Result:
     """Everything done to one file, in one place. Never raises.
 
     ``draft`` lets JPEGs be decoded at a reduced scale (see :func:`decode_image`). A drafted
     image has no full-resolution pixels, so its ``pixel_hash`` is left unset (computed on
     demand by the duplicate finder); ``width``/``height`` are always the file's full size.
+    ``pixel_hash_kind`` must be the kind of the collection the result goes to
+    (``Catalog.pixel_hash_kind``; new collections use the default).
     """
     from ..models.phash import PhashPreparer, phash_int
 
@@ -112,7 +123,7 @@ def process(
     try:
         decoded = decode_image(data, limits, draft=draft)
         image = decoded.image
-        result.pixel_hash = None if decoded.drafted else pixel_hash(image)
+        result.pixel_hash = None if decoded.drafted else pixel_hash(image, pixel_hash_kind)
         result.phash = phash_int(image)
         result.width, result.height = decoded.source_width, decoded.source_height
         if isinstance(preparer, PhashPreparer):  # the same hash: don't compute it twice
@@ -137,21 +148,33 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(
-    preparer: Preparer, limits: DecodeLimits, draft: tuple[int, int] | None = None
+    preparer: Preparer,
+    limits: DecodeLimits,
+    draft: tuple[int, int] | None = None,
+    pixel_hash_kind: str = DEFAULT_PIXEL_HASH,
 ) -> None:
     _worker_state["preparer"] = preparer
     _worker_state["limits"] = limits
     _worker_state["draft"] = draft
+    _worker_state["pixel_hash_kind"] = pixel_hash_kind
 
 
 def _work(task: Task) -> Result:
     return process(
-        task, _worker_state["preparer"], _worker_state["limits"], _worker_state.get("draft")
+        task,
+        _worker_state["preparer"],
+        _worker_state["limits"],
+        _worker_state.get("draft"),
+        _worker_state.get("pixel_hash_kind", DEFAULT_PIXEL_HASH),
     )
 
 
 def _work_chunk(tasks: list[Task]) -> list[Result]:
     return [_work(task) for task in tasks]
+
+
+def _process_chunk(tasks: list[Task], args: tuple[Any, ...]) -> list[Result]:
+    return [process(task, *args) for task in tasks]
 
 
 def default_workers(model_uses_cores: bool = False) -> int:
@@ -171,26 +194,82 @@ def run(
     draft: tuple[int, int] | None = None,
     max_in_flight: int = 128,
     chunk: int = 8,
-) -> Iterator[Result]:
+    mode: DecodeMode = "processes",
+    pixel_hash_kind: str = DEFAULT_PIXEL_HASH,
+) -> Generator[Result, None, None]:
     """Process tasks, yielding results in submission order.
 
-    ``workers=0`` runs in this process (handy for tests and tiny jobs).
+    ``workers=0`` runs in this process (handy for tests and tiny jobs); otherwise ``mode``
+    picks a pool of threads or of processes (see the module docs).
     """
+    if mode not in DECODE_MODES:
+        raise ValueError(f"unknown decode mode {mode!r} (known: {', '.join(DECODE_MODES)})")
+    args = (preparer, limits, draft, pixel_hash_kind)
     if workers <= 0:
         for task in tasks:
-            yield process(task, preparer, limits, draft)
+            yield process(task, *args)
         return
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(preparer, limits, draft),
-    )
+    if mode == "threads":
+        threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        try:
+            for _batch, fut in _windowed(
+                tasks,
+                lambda batch: threads.submit(_process_chunk, batch, args),
+                workers,
+                max_in_flight,
+                chunk,
+            ):
+                yield from fut.result()
+        finally:
+            threads.shutdown(wait=True, cancel_futures=True)
+        return
+    yield from _run_processes(tasks, args, workers, max_in_flight, chunk)
+
+
+def _windowed(
+    tasks: Iterable[Task],
+    submit: Callable[[list[Task]], Future[list[Result]]],
+    workers: int,
+    max_in_flight: int,
+    chunk: int,
+) -> Iterator[tuple[list[Task], Future[list[Result]]]]:
+    """Submit tasks in small chunks, keeping at most ``max_in_flight`` tasks submitted and
+    not yet handed out; yield (chunk, future) in submission order."""
+    window: deque[tuple[list[Task], Future[list[Result]]]] = deque()
+    chunk_size = _chunk_size(workers, max_in_flight, chunk)
+    it = iter(tasks)
+    exhausted = False
+    while True:
+        while not exhausted and len(window) * chunk_size < max_in_flight:
+            batch = list(islice(it, chunk_size))
+            if not batch:
+                exhausted = True
+                break
+            window.append((batch, submit(batch)))
+        if not window:
+            return
+        yield window.popleft()
+
+
+def _chunk_size(workers: int, max_in_flight: int, chunk: int) -> int:
     # Tasks travel in small chunks: one future per file costs more in pickling and
     # scheduling than a drafted JPEG takes to hash.
+    return max(1, min(chunk, max_in_flight // max(workers, 1)))
+
+
+def _run_processes(
+    tasks: Iterable[Task], args: tuple[Any, ...], workers: int, max_in_flight: int, chunk: int
+) -> Iterator[Result]:
+    ctx = multiprocessing.get_context("spawn")
+
+    def new_pool(size: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=size, mp_context=ctx, initializer=_init_worker, initargs=args
+        )
+
+    pool = new_pool(workers)
     window: deque[tuple[list[Task], Future[list[Result]]]] = deque()
-    chunk_size = max(1, min(chunk, max_in_flight // max(workers, 1)))
+    chunk_size = _chunk_size(workers, max_in_flight, chunk)
     try:
         it = iter(tasks)
         exhausted = False
@@ -214,19 +293,9 @@ def run(
                 pending = batch + [t for b, _ in window for t in b]
                 window.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(
-                    max_workers=workers,
-                    mp_context=ctx,
-                    initializer=_init_worker,
-                    initargs=(preparer, limits, draft),
-                )
+                pool = new_pool(workers)
                 for t in pending:
-                    single = ProcessPoolExecutor(
-                        max_workers=1,
-                        mp_context=ctx,
-                        initializer=_init_worker,
-                        initargs=(preparer, limits, draft),
-                    )
+                    single = new_pool(1)
                     try:
                         yield single.submit(_work, t).result()
                     except BrokenProcessPool:

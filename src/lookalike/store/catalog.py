@@ -60,8 +60,22 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+# Pixel hash kinds (the functions are in ingest/decode.py): catalogs from before schema 2
+# hold SHA-1 pixel hashes and keep that kind; new catalogs use XXH3-128.
+LEGACY_PIXEL_HASH = "sha1-16"
+CURRENT_PIXEL_HASH = "xxh3-128"
+
+
+def _m002_pixel_hash_kind(db: sqlite3.Connection) -> None:
+    """Record how pixel hashes are computed, so one collection never mixes two kinds (an
+    older lookalike, which knows only SHA-1, refuses the newer schema)."""
+    stored = db.execute("SELECT 1 FROM items WHERE pixel_hash IS NOT NULL LIMIT 1").fetchone()
+    kind = LEGACY_PIXEL_HASH if stored else CURRENT_PIXEL_HASH
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('pixel_hash_kind', ?)", (kind,))
+
+
 # Numbered migrations: position i+1 is schema version i+1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_pixel_hash_kind]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -193,6 +207,11 @@ class Catalog:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    @property
+    def pixel_hash_kind(self) -> str:
+        """How this collection's pixel hashes are computed (see ingest/decode.py)."""
+        return self.get_meta("pixel_hash_kind", LEGACY_PIXEL_HASH) or LEGACY_PIXEL_HASH
 
     @property
     def generation(self) -> int:
