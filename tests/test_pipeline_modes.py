@@ -241,3 +241,45 @@ def test_on_demand_pixel_hashes_use_the_collection_kind(photos: Path, tmp_path: 
             assert item.path is not None
             image = decode_image(Path(item.path).read_bytes()).image
             assert got[item.id] == pixel_hash(image, "sha1-16")
+
+
+# -- one resize for the model input and the phash ----------------------------------------
+
+
+def test_phash_comes_from_the_image_resized_for_the_model(tmp_path: Path) -> None:
+    from lookalike.models.phash import hamming, phash_bits, phash_int
+    from lookalike.models.preprocess import ImageProcessorSpec
+
+    spec = ImageProcessorSpec.from_hf_config(
+        {
+            "image_processor_type": "ConvNextImageProcessor",
+            "size": {"shortest_edge": 224},
+            "crop_pct": 0.875,
+            "resample": 2,
+        }
+    )
+    path = tmp_path / "p.jpg"
+    imagegen.save(imagegen.photo_like(5, (400, 533)), path)
+    result = pipeline.process(pipeline.Task(0, str(path)), spec, DecodeLimits())
+    image = decode_image(path.read_bytes()).image
+    prepared, resized = spec.prepare(image)
+    assert resized.size == (256, 341)
+    np.testing.assert_array_equal(prepared, spec(image))
+    assert result.prepared is not None
+    np.testing.assert_array_equal(result.prepared, prepared)
+    assert result.phash == phash_int(resized)
+    assert hamming(phash_bits(resized), phash_bits(image)) <= 6  # measured: mean 0.3, max 4
+
+
+def test_small_or_upscaled_model_inputs_keep_the_full_image_phash(tmp_path: Path) -> None:
+    from lookalike.models.phash import phash_int
+    from lookalike.models.preprocess import ImageProcessorSpec
+
+    tiny = ImageProcessorSpec.from_hf_config(tiny_models.tiny_preprocessor_config(32))
+    big = ImageProcessorSpec.from_hf_config(tiny_models.tiny_preprocessor_config(512))
+    path = tmp_path / "p.jpg"
+    imagegen.save(imagegen.photo_like(6, (240, 320)), path)
+    image = decode_image(path.read_bytes()).image
+    for spec in (tiny, big):  # 32 px: too small to hash from; 512 px: an enlargement
+        result = pipeline.process(pipeline.Task(0, str(path)), spec, DecodeLimits())
+        assert result.phash == phash_int(image)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ImageRejected, LookalikeError
 from ..models.embedders.base import Preparer
@@ -124,14 +125,15 @@ def process(
         decoded = decode_image(data, limits, draft=draft)
         image = decoded.image
         result.pixel_hash = None if decoded.drafted else pixel_hash(image, pixel_hash_kind)
-        result.phash = phash_int(image)
         result.width, result.height = decoded.source_width, decoded.source_height
         if isinstance(preparer, PhashPreparer):  # the same hash: don't compute it twice
+            result.phash = phash_int(image)
             result.prepared = np.frombuffer(
                 result.phash.to_bytes(8, "big", signed=True), dtype=np.uint8
             ).copy()
         else:
-            result.prepared = preparer(image)
+            result.prepared, reduced = _prepare(preparer, image)
+            result.phash = phash_int(reduced)
     except ImageRejected as exc:
         result.status, result.reason, result.detail = "skipped", exc.reason, exc.detail
     except Exception as exc:  # a decoder bug must not stop the run
@@ -142,6 +144,24 @@ def process(
             f"{type(exc).__name__}: {exc}",
         )
     return result
+
+
+# The phash is taken from the image the preparer resized for the model when that is a
+# reduction to at least this many pixels on the shorter side: one resize fewer per photo,
+# and on average 0.3 bits (of 64) from the hash of the full image (docs/preprocessing.md).
+PHASH_FROM_RESIZED_MIN_SIDE = 64
+
+
+def _prepare(preparer: Preparer, image: Image.Image) -> tuple[np.ndarray, Image.Image]:
+    """The model input, and the image to take the phash from."""
+    prepare = getattr(preparer, "prepare", None)
+    if prepare is None:
+        return preparer(image), image
+    prepared, resized = prepare(image)
+    reduced = resized.width <= image.width and resized.height <= image.height
+    if reduced and min(resized.size) >= PHASH_FROM_RESIZED_MIN_SIDE:
+        return prepared, resized
+    return prepared, image
 
 
 _worker_state: dict[str, Any] = {}
