@@ -198,9 +198,9 @@ def _process_chunk(tasks: list[Task], args: tuple[Any, ...]) -> list[Result]:
 
 
 def default_workers(model_uses_cores: bool = False) -> int:
-    """Decode processes: every core for hash models; for neural models, which run on every
-    core themselves, half of them (decoding a photo costs a small fraction of a forward
-    pass, and more workers only take cores from the model)."""
+    """Decode workers (threads or processes): every core for hash models; for neural
+    models, which run on every core themselves, half of them (decoding a photo costs a
+    small fraction of a forward pass, and more workers only take cores from the model)."""
     cores = os.cpu_count() or 1
     return max(1, cores // 2 if model_uses_cores else cores)
 
