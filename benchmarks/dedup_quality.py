@@ -13,7 +13,13 @@ over the image, its mirror and its trimmed content); ``ours near phash-only`` is
 Hellinger / square-root normalised) because no pretrained embedding model can be
 downloaded on this machine: it is a weak, honestly labelled stand-in.
 
+``--model-path DIR`` indexes the collection "ours" reads with that model instead of
+``phash``: its stored phash then comes from the float-model pipeline (taken from the image
+resized for the model) and its pixel hashes from full decoding. ``--set-dir DIR`` keeps the
+generated test set there and reuses it on the next run (same arguments, same set).
+
     python benchmarks/dedup_quality.py [--originals 300] [--distractors 600]
+        [--model-path DIR] [--set-dir DIR]
 """
 
 from __future__ import annotations
@@ -97,15 +103,19 @@ def main() -> None:
     ap.add_argument("--originals", type=int, default=300)
     ap.add_argument("--distractors", type=int, default=600)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--model-path", type=Path, default=None, help="index with this model")
+    ap.add_argument("--set-dir", type=Path, default=None, help="keep/reuse the test set here")
     args = ap.parse_args()
     if not DATASET.is_dir():
         raise SystemExit(f"benchmark data not found: {DATASET}")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        out = Path(tmp) / "set"
-        gt = make_duplicate_set(
-            DATASET, out, originals=args.originals, distractors=args.distractors, seed=0
-        )
+        out = args.set_dir or Path(tmp) / "set"
+        gt = out / "ground_truth.csv"
+        if not gt.is_file():
+            gt = make_duplicate_set(
+                DATASET, out, originals=args.originals, distractors=args.distractors, seed=0
+            )
         truth = read_ground_truth(gt)
         paths = sorted(truth.group)
         print(
@@ -115,9 +125,12 @@ def main() -> None:
         )
 
         t0 = time.perf_counter()
-        coll = Collection.open(Path(tmp) / "c", "phash")
+        if args.model_path is not None:
+            coll = Collection.open(Path(tmp) / "c", model_path=args.model_path)
+        else:
+            coll = Collection.open(Path(tmp) / "c", "phash")
         coll.add(out, workers=args.workers)
-        print(f"indexed with phash in {time.perf_counter() - t0:.0f} s")
+        print(f"indexed with {coll.embedder.name} in {time.perf_counter() - t0:.0f} s")
 
         t0 = time.perf_counter()
         with multiprocessing.Pool(args.workers) as pool:

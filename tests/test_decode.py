@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import ImageRejected, InvalidInput
-from lookalike.ingest.decode import Decoded, DecodeLimits, decode_image, pixel_hash, to_rgb
+from lookalike.ingest.decode import (
+    PIXEL_HASH_KINDS,
+    Decoded,
+    DecodeLimits,
+    decode_image,
+    pixel_hash,
+    to_rgb,
+)
 
 
 def _reason(data: bytes, **kw: object) -> str:
@@ -290,9 +297,28 @@ def test_pixel_hash_sees_every_pixel_and_the_size() -> None:
 
 
 def test_pixel_hash_is_stable() -> None:
-    # Pinned value: collections store these digests, so the definition must not drift.
+    # Pinned values: collections store these digests, so no kind's definition may drift.
     image = Image.new("RGB", (3, 2), (10, 20, 30))
-    assert pixel_hash(image).hex() == PINNED_PIXEL_HASH
+    assert pixel_hash(image).hex() == PINNED_PIXEL_HASH["xxh3-128"]
+    for kind, value in PINNED_PIXEL_HASH.items():
+        assert pixel_hash(image, kind).hex() == value
+    assert set(PINNED_PIXEL_HASH) == set(PIXEL_HASH_KINDS)
 
 
-PINNED_PIXEL_HASH = "a27133776f02cd193de7b42b613c0882"
+def test_pixel_hash_kinds_agree_on_equality() -> None:
+    a = Image.new("RGB", (3, 2), (10, 20, 30))
+    b = Image.new("RGB", (3, 2), (10, 20, 31))
+    c = Image.new("RGB", (2, 3), (10, 20, 30))  # same bytes, other size
+    for kind in PIXEL_HASH_KINDS:
+        digests = {pixel_hash(x, kind) for x in (a, b, c)}
+        assert len(digests) == 3
+        assert pixel_hash(a.convert("RGBA"), kind) == pixel_hash(a, kind)
+        assert len(pixel_hash(a, kind)) == 16
+    with pytest.raises(InvalidInput):
+        pixel_hash(a, "md5")
+
+
+PINNED_PIXEL_HASH = {
+    "xxh3-128": "8b696fab1b13237463428a824f547432",
+    "sha1-16": "a27133776f02cd193de7b42b613c0882",  # collections made before XXH3
+}

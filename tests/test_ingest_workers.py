@@ -12,6 +12,7 @@ from pathlib import Path
 
 import imagegen
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -27,16 +28,19 @@ def _images(folder: Path, n: int) -> Path:
     return folder
 
 
-def test_readme_example_without_main_guard_runs_and_never_hangs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decode", ["threads", "processes"])
+def test_readme_example_without_main_guard_runs_and_never_hangs(
+    tmp_path: Path, decode: str
+) -> None:
     _images(tmp_path / "photos", 12)
     script = tmp_path / "example.py"
     script.write_text(
         textwrap.dedent(
-            """
+            f"""
             from lookalike import Collection
 
             coll = Collection.open("coll", "phash")
-            report = coll.add("photos/", workers=2)
+            report = coll.add("photos/", workers=2, decode="{decode}")
             print("indexed", report.indexed)
             coll.close()
             """
@@ -75,7 +79,17 @@ def test_workers_and_resource_tracker_exit_when_index_is_killed(tmp_path: Path) 
     for i in range(150):  # distinct files (trailing bytes after IEND), each slow to decode
         (src / f"n{i:03d}.png").write_bytes(data + i.to_bytes(4, "big"))
     proc = subprocess.Popen(
-        [*_cli_command(), "index", str(src), "--model", "phash", "--workers", "2"],
+        [
+            *_cli_command(),
+            "index",
+            str(src),
+            "--model",
+            "phash",
+            "--workers",
+            "2",
+            "--decode",
+            "processes",
+        ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

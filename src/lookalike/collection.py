@@ -27,7 +27,8 @@ from .errors import (
 from .ingest import pipeline
 from .ingest.decode import DecodeLimits
 from .ingest.filters import stored_filters
-from .ingest.indexer import Indexer, IndexReport
+from .ingest.indexer import Indexer
+from .ingest.report import IndexReport
 from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder, text_embedder_for_record
@@ -234,12 +235,13 @@ class Collection:
         batch_size: int = 32,
         progress: Callable[[int, int], None] | None = None,
         download_options: Any = None,
+        decode: pipeline.DecodeMode | None = None,
     ) -> IndexReport:
         """Index ``sources`` (folders, files, manifests) incrementally.
 
         New and changed files are embedded; unchanged ones (same size and mtime, or same
         content hash) are not; renamed files keep their vectors; files that disappeared
-        from these sources are removed.
+        from these sources are removed. ``decode``: "threads" (default) or "processes".
 
         The filters of ``limits`` (``min_side``, ``max_aspect``) are settings of the
         collection: without ``limits`` the stored ones apply; other values than the stored
@@ -253,9 +255,9 @@ class Collection:
             workers = pipeline.default_workers(model_uses_cores=not self.binary)
         self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
         with self._write_lock():
-            return Indexer(self, limits, workers, batch_size, progress, download_options).run(
-                sources
-            )
+            return Indexer(
+                self, limits, workers, batch_size, progress, download_options, decode or "threads"
+            ).run(sources)
 
     def filters(self) -> dict[str, Any]:
         """The stored content filters: ``{"min_side": ..., "max_aspect": ...}`` (None = off)."""
@@ -384,7 +386,7 @@ class Collection:
         collection is read-only or another writer holds it). Items whose file is gone,
         changed or unreadable are left out.
         """
-        out, computed = pipeline.pixel_hashes(items)
+        out, computed = pipeline.pixel_hashes(items, self.catalog.pixel_hash_kind)
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
                 if got:

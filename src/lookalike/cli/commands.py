@@ -99,6 +99,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.sources,
             limits=limits,
             workers=workers,
+            decode=args.decode,
             batch_size=batch_size or 32,
             progress=progress,
             download_options=DownloadOptions(

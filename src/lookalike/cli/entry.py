@@ -145,7 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=non_negative_int,
         metavar="N",
-        help="decode processes (default: CPU count for phash, half of it for neural models; 0 = in-process)",
+        help="decode workers (default: CPU count for phash, half of it for neural models; 0 = in-process)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=("threads", "processes"),
+        default=None,
+        help="decode workers are threads (default: no copying of model inputs) or processes"
+        " (a decoder crash on a hostile file costs only that file)",
     )
     p.add_argument(
         "--batch-size",

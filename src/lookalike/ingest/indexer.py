@@ -5,52 +5,23 @@ changed, renamed, vanished), decode and embed in the worker pipeline, commit in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..models.embedders.base import Embedder
-from ..store.catalog import Catalog, Item, Skipped
-from ..store.indexes import IndexManager
-from ..store.vectors import VectorFile
+import numpy as np
+
+from ..store.catalog import Item, Skipped
 from . import filters, pipeline
 from .checks import BAD_NAME, catalog_text, file_problem, stat_problem
 from .decode import DecodeLimits
+from .inference import InferenceQueue
+from .report import IndexReport, Target
 
 log = logging.getLogger(__name__)
-
-
-class Target(Protocol):
-    """What the indexer writes to (a ``Collection`` is one)."""
-
-    root: Path
-    catalog: Catalog
-    vectors: VectorFile
-    index: IndexManager
-    embedder: Embedder
-
-
-@dataclass
-class IndexReport:
-    indexed: int = 0
-    unchanged: int = 0
-    renamed: int = 0
-    removed: int = 0
-    skipped: int = 0
-    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "indexed": self.indexed,
-            "unchanged": self.unchanged,
-            "renamed": self.renamed,
-            "removed": self.removed,
-            "skipped": self.skipped,
-        }
 
 
 class Indexer:
@@ -64,8 +35,10 @@ class Indexer:
         batch_size: int,
         progress: Callable[[int, int], None] | None,
         download_options: Any,
+        decode: pipeline.DecodeMode = "threads",
     ) -> None:
         self.coll = coll
+        self.decode: pipeline.DecodeMode = decode
         self.cat = coll.catalog
         self.limits = limits
         self.workers = workers
@@ -324,42 +297,64 @@ class Indexer:
         # scaling), several times faster; their full-resolution pixel hash is computed on
         # demand by the duplicate finder. Float models always see the fully decoded image.
         draft = preparer.draft_size() if emb.binary else None
-        for res in pipeline.run(
-            tasks, preparer, self.limits, workers=self.workers, max_in_flight=window, draft=draft
-        ):
-            e, old = meta[res.key]
-            if res.status == "same":
-                assert old is not None
-                with self.cat.transaction():
-                    self.cat.update_stat(old.id, res.size, res.mtime_ns)
-                self.report.unchanged += 1
-            elif res.status == "skipped":
-                with self.cat.transaction():
-                    if old is not None:  # the file changed into something unreadable
-                        self.removed_slots += self.cat.delete([old.id])
-                        self.cat.bump_generation()
-                        self.report.removed += 1
-                    self._skip(
-                        str(e.path), e.source, res.reason, res.detail, res.size, res.mtime_ns
-                    )
-            else:
-                pending.append(res)
-                if len(pending) >= self.batch_size:
-                    self._flush(pending, meta)
-                    pending = []
-            done += 1  # noqa: SIM113 - counts skipped and embedded alike
-            if self.progress:
-                self.progress(done, total)
-        if pending:
-            self._flush(pending, meta)
+        results = pipeline.run(
+            tasks,
+            preparer,
+            self.limits,
+            workers=self.workers,
+            max_in_flight=window,
+            draft=draft,
+            mode=self.decode,
+            pixel_hash_kind=self.cat.pixel_hash_kind,
+        )
+        # Inference runs in its own thread: see inference.py.
+        queue = InferenceQueue(self._embed, lambda batch, vecs: self._commit(batch, vecs, meta))
+        with queue, contextlib.closing(results):
+            for res in results:
+                e, old = meta[res.key]
+                if res.status == "same":
+                    assert old is not None
+                    with self.cat.transaction():
+                        self.cat.update_stat(old.id, res.size, res.mtime_ns)
+                    self.report.unchanged += 1
+                elif res.status == "skipped":
+                    with self.cat.transaction():
+                        if old is not None:  # the file changed into something unreadable
+                            self.removed_slots += self.cat.delete([old.id])
+                            self.cat.bump_generation()
+                            self.report.removed += 1
+                        self._skip(
+                            str(e.path),
+                            e.source,
+                            res.reason,
+                            res.detail,
+                            res.size,
+                            res.mtime_ns,
+                        )
+                else:
+                    pending.append(res)
+                    if len(pending) >= self.batch_size:
+                        queue.submit(pending)
+                        pending = []
+                done += 1  # noqa: SIM113 - counts skipped and embedded alike
+                if self.progress:
+                    self.progress(done, total)
+            if pending:
+                queue.submit(pending)
+            queue.finish()
 
-    def _flush(
-        self, results: list[pipeline.Result], meta: dict[int, tuple[Any, Item | None]]
-    ) -> None:
-        emb = self.coll.embedder
-        vecs = emb.embed(
+    def _embed(self, results: list[pipeline.Result]) -> np.ndarray:
+        """The vectors of one batch (runs in the inference thread)."""
+        return self.coll.embedder.embed(
             [r.prepared for r in results if r.prepared is not None], batch_size=self.batch_size
         )
+
+    def _commit(
+        self,
+        results: list[pipeline.Result],
+        vecs: np.ndarray,
+        meta: dict[int, tuple[Any, Item | None]],
+    ) -> None:
         first = self.cat.next_slot
         # Vectors first (fsynced), then the catalog rows that point at them, in one transaction.
         self.coll.vectors.write(first, vecs)

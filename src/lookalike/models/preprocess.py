@@ -199,6 +199,12 @@ class ImageProcessorSpec:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """The model input for one image: float32, shape (3, H, W), C-contiguous."""
+        return self.prepare(image)[0]
+
+    def prepare(self, image: Image.Image) -> tuple[np.ndarray, Image.Image]:
+        """The model input and the resized RGB image it was cropped from (``image`` itself
+        when nothing is resized): the indexer takes the perceptual hash from the latter
+        instead of shrinking the full image a second time."""
         if image.mode != "RGB":
             from ..ingest.decode import to_rgb
 
@@ -206,6 +212,7 @@ class ImageProcessorSpec:
         size = self.resize_size(image.width, image.height)
         if size is not None and size != image.size:
             image = image.resize(size, resample=Image.Resampling(self.resample))
+        resized = image
 
         crops: list[tuple[int, int]] = []
         if self.resize == "crop_pct":
@@ -235,7 +242,7 @@ class ImageProcessorSpec:
         out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
         for c in range(3):
             np.take(lut[c], pixels[:, :, c], out=out[c], mode="clip")
-        return out
+        return out, resized
 
 
 # -- helpers reproducing transformers' arithmetic -------------------------------------

@@ -11,58 +11,15 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CollectionError
+from .migrations import LEGACY_PIXEL_HASH, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
-
-
-def _m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE items (
-            id TEXT PRIMARY KEY,
-            slot INTEGER NOT NULL UNIQUE,
-            source TEXT NOT NULL,
-            path TEXT UNIQUE,
-            url TEXT,
-            label TEXT,
-            metadata TEXT NOT NULL DEFAULT '{}',
-            size INTEGER,
-            mtime_ns INTEGER,
-            content_hash TEXT,
-            pixel_hash BLOB,
-            phash INTEGER,
-            width INTEGER,
-            height INTEGER,
-            status TEXT NOT NULL DEFAULT 'ok',
-            added_at REAL NOT NULL
-        );
-        CREATE INDEX items_content_hash ON items(content_hash);
-        CREATE INDEX items_source ON items(source);
-        CREATE INDEX items_label ON items(label);
-        CREATE TABLE skipped (
-            path TEXT PRIMARY KEY,
-            source TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            detail TEXT NOT NULL DEFAULT '',
-            size INTEGER,
-            mtime_ns INTEGER,
-            at REAL NOT NULL
-        );
-        CREATE INDEX skipped_source ON skipped(source);
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        """
-    )
-
-
-# Numbered migrations: position i+1 is schema version i+1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass
@@ -193,6 +150,11 @@ class Catalog:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    @property
+    def pixel_hash_kind(self) -> str:
+        """How this collection's pixel hashes are computed (see ingest/decode.py)."""
+        return self.get_meta("pixel_hash_kind", LEGACY_PIXEL_HASH) or LEGACY_PIXEL_HASH
 
     @property
     def generation(self) -> int:

@@ -133,12 +133,21 @@ def tune(
 
 
 def latency_ms(store: Any, queries: np.ndarray, k: int = RECALL_K, n: int = 200) -> dict[str, Any]:
-    """p50 / p99 of one-query searches, in milliseconds."""
+    """p50 / p99 of one-query searches, in milliseconds, with one FAISS thread (as the
+    server runs them: with more, idle OpenMP workers spin, which made this measurement
+    cost about 1.4 s of CPU at the end of every ``index`` run on 2 cores)."""
+    import faiss
+
     times = []
-    for row in queries[:n]:
-        t0 = time.perf_counter()
-        store.search(row.reshape(1, -1), k)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        for row in queries[:n]:
+            t0 = time.perf_counter()
+            store.search(row.reshape(1, -1), k)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        faiss.omp_set_num_threads(threads)
     if not times:
         return {"p50": None, "p99": None, "queries": 0}
     arr = np.array(times)
