@@ -32,7 +32,9 @@ from .models.embedders.base import Embedder
 from .models.loader import load_embedder
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
+from .search.filtered import SlotCache, filtered_hits
 from .search.rank import check_label, ranked_hits
+from .search.where import Where, both, label_where, parse_where
 from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
@@ -57,6 +59,7 @@ class Collection:
         self.root, self.config, self.readonly = root, config, readonly
         self._embedder, self._threads = embedder, threads  # None: resolved on first use
         self.notes: list[str] = []  # for the user, e.g. "the model folder moved"
+        self._slot_cache = SlotCache()  # the matching slots of recent filters
         self.catalog = Catalog(root / "catalog.sqlite", readonly=readonly)
         self.vectors = VectorFile(
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
@@ -327,14 +330,19 @@ class Collection:
         *,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | Where | None = None,
         allow_urls: bool = False,
         limits: DecodeLimits | None = None,
     ) -> list[Hit]:
         """The ``k`` items most similar to ``query``: a file path, ``id:ITEM``, an http(s) URL
         (with ``allow_urls``), encoded image bytes, or a vector. A ``label`` no item has
-        raises :class:`~lookalike.errors.UnknownLabel`, naming the nearest labels."""
+        raises :class:`~lookalike.errors.UnknownLabel`, naming the nearest labels. ``where``
+        (see :mod:`lookalike.search.where`) keeps only the items it accepts: the results are
+        exactly the best ``k`` of those; a bad expression raises ``WhereError``."""
         if k <= 0:
             raise InvalidInput("k must be a positive number")
+        if isinstance(where, str):
+            where = parse_where(where)
         if len(self) == 0:
             raise EmptyCollection(
                 f"collection {self.root} is empty: add images with `lookalike index`"
@@ -342,7 +350,9 @@ class Collection:
         if label is not None:
             check_label(self.catalog, label)
         vec, exclude, _ = self.query_vector(query, allow_urls=allow_urls, limits=limits)
-        return self.search_vector(vec, k, threshold=threshold, label=label, exclude_slot=exclude)
+        return self.search_vector(
+            vec, k, threshold=threshold, label=label, where=where, exclude_slot=exclude
+        )
 
     def search_vector(
         self,
@@ -351,16 +361,27 @@ class Collection:
         *,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | Where | None = None,
         exclude_slot: int | None = None,
     ) -> list[Hit]:
-        return ranked_hits(
+        if isinstance(where, str):
+            where = parse_where(where)
+        where = both(label_where(label) if label is not None else None, where)
+        if where is None:
+            return ranked_hits(
+                self.index.store(), self.catalog, vec, k, threshold=threshold,
+                exclude_slot=exclude_slot,
+            )
+        return filtered_hits(
             self.index.store(),
             self.catalog,
+            self.vectors,
             vec,
             k,
+            where,
             threshold=threshold,
-            label=label,
             exclude_slot=exclude_slot,
+            cache=self._slot_cache,
         )
 
     # -- inspection and export ---------------------------------------------------------

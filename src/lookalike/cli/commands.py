@@ -181,6 +181,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from . import results as outputs
 
     outputs.check(args)
+    where = _where(args.where)
     coll = _open(args, model=args.model)
     try:
         results = []
@@ -190,6 +191,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 k=args.k,
                 threshold=args.threshold,
                 label=args.label,
+                where=where,
                 allow_urls=args.allow_urls,
             )
             results.append((query, hits))
@@ -211,6 +213,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _where(text: str | None) -> Any:
+    """``--where`` parsed before the collection opens; errors name the option."""
+    from ..search.where import WhereError, parse_where
+
+    if text is None:
+        return None
+    try:
+        return parse_where(text)
+    except WhereError as exc:
+        raise WhereError(f"--where: {exc}") from None
 
 
 def _index_device(coll: Any) -> Any:

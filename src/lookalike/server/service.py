@@ -31,7 +31,7 @@ from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
 from .locking import RWLock, exclusive_write
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from .scan import scan_slots
+from ..search.where import Where, both, label_where, parse_where
 from .security import (
     EXTENSIONS,
     IMAGE_MEDIA_TYPES,
@@ -56,10 +56,6 @@ from .uploads import (
 
 if TYPE_CHECKING:
     from ..collection import Collection
-
-# Label-filtered searches score the label's vectors directly up to this many items.
-LABEL_SCAN_MAX = 250_000
-
 
 class Conflict(InvalidInput):
     """The request clashes with what is stored (e.g. an id that already exists)."""
@@ -125,13 +121,15 @@ class Service:
         k: int,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | None = None,
         exclude_slot: int | None = None,
         *,
         blocking: bool = True,
     ) -> list[dict[str, Any]]:
         self._check_k(k)
+        flt = self._filter(label, where)
         with self.lock.read(blocking):
-            return self._search(vec, k, threshold, label, exclude_slot)
+            return self._search(vec, k, threshold, flt, exclude_slot)
 
     def similar(
         self,
@@ -139,32 +137,36 @@ class Service:
         k: int,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | None = None,
         *,
         blocking: bool = True,
     ) -> list[dict[str, Any]]:
         self._check_k(k)
+        flt = self._filter(label, where)
         with self.lock.read(blocking):
             vec, slot, _ = self.coll.query_vector("id:" + item_id)
-            return self._search(vec, k, threshold, label, slot)
+            return self._search(vec, k, threshold, flt, slot)
+
+    @staticmethod
+    def _filter(label: str | None, where: str | None) -> Where | None:
+        """``label`` and ``where`` as one filter (a bad expression: ``WhereError``, a 400)."""
+        parsed = parse_where(where) if where is not None else None
+        return both(label_where(label) if label is not None else None, parsed)
 
     def _search(
         self,
         vec: np.ndarray,
         k: int,
         threshold: float | None,
-        label: str | None,
+        where: Where | None,
         exclude_slot: int | None,
     ) -> list[dict[str, Any]]:
-        """Call with the read lock held. A label filter is answered by scoring that label's
-        vectors directly (exact, like the flat index): filtering the nearest neighbours of
-        the whole collection would widen the search up to every item for a rare or unknown
-        label (seconds per request at 100k items: a cheap way to load a public server)."""
-        if label is not None:
-            slots = self.coll.catalog.slots_with_label(label)
-            if len(slots) <= LABEL_SCAN_MAX:
-                return self._hits(scan_slots(self.coll, vec, slots, k, threshold, exclude_slot))
+        """Call with the read lock held. A filter is answered with exactly its best ``k``
+        items whatever its selectivity (:mod:`lookalike.search.filtered`): a rare or unknown
+        label is scored directly instead of widening an unfiltered search up to every item
+        (seconds per request at 100k items: a cheap way to load a public server)."""
         hits = self.coll.search_vector(
-            vec, k, threshold=threshold, label=label, exclude_slot=exclude_slot
+            vec, k, threshold=threshold, where=where, exclude_slot=exclude_slot
         )
         return self._hits(hits)
 

@@ -118,8 +118,8 @@ class AnnStore(VectorStore):
     def shortlist(self, k: int) -> int:
         return max(k, self.shortlist_factor * k + self.shortlist_extra)
 
-    def _search_params(self, fetch: int) -> Any:
-        """FAISS SearchParameters for one call (knob value, tombstone filter)."""
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
+        """FAISS SearchParameters for one call (knob value times ``widen``, tombstones)."""
         raise NotImplementedError
 
     def _tomb_selector(self) -> Any:
@@ -132,6 +132,21 @@ class AnnStore(VectorStore):
         return self._selector[1]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, None, 1.0)
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Search among the ids ``allowed`` only (a FAISS ``IDSelectorBatch``); the search
+        knob widens by ``1 / fraction`` (capped) so about as many candidates pass as in an
+        unfiltered search. The allowed ids replace the tombstone filter: they come from the
+        catalog, where removed items no longer are."""
+        sel = _faiss().IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        return self._search(queries, k, sel, min(1.0 / max(fraction, 1e-6), 64.0))
+
+    def _search(
+        self, queries: np.ndarray, k: int, sel: Any, widen: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         n = len(self)
         nq = len(queries)
@@ -139,7 +154,11 @@ class AnnStore(VectorStore):
             shape = (nq, max(k, 0))
             return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
         fetch = min(self.shortlist(k), int(self.index.ntotal)) if self.rerank else min(k, n)
-        scores, ids = self.index.search(queries, fetch, params=self._search_params(fetch))
+        params = self._search_params(fetch, widen)
+        if sel is not None:
+            params = params if params is not None else _faiss().SearchParameters()
+            params.sel = sel
+        scores, ids = self.index.search(queries, fetch, params=params)
         if self.rerank is not None:
             scores, ids = self._rerank(queries, ids, k)
         else:
@@ -243,9 +262,9 @@ class HnswStore(AnnStore):
         params = {"M": m, "ef_construction": ef_construction, "ef": 64, "storage": "SQ8"}
         return cls(dim, faiss.IndexIDMap(hnsw), params, rerank)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         faiss = _faiss()
-        ef = max(int(self.params["ef"]), fetch)
+        ef = min(int(max(int(self.params["ef"]), fetch) * widen), max(4096, fetch))
         sel = self._tomb_selector()
         if sel is None:
             return faiss.SearchParametersHNSW(efSearch=ef)
@@ -302,9 +321,11 @@ class IvfStore(AnnStore):
             return max(k, 5 * k + 20)
         return super().shortlist(k)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         faiss = _faiss()
-        return faiss.SearchParametersIVF(nprobe=int(self.params["nprobe"]))
+        nprobe = int(self.params["nprobe"])
+        nprobe = min(max(nprobe, int(np.ceil(nprobe * widen))), int(self.index.nlist))
+        return faiss.SearchParametersIVF(nprobe=nprobe)
 
     @staticmethod
     def mmap_flag() -> int:
@@ -343,7 +364,7 @@ class LshStore(AnnStore):
     def shortlist(self, k: int) -> int:
         return max(k, int(self.params["shortlist"]) * max(k, 10) // 10)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         return None
 
 

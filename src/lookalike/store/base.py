@@ -28,6 +28,13 @@ class VectorStore(ABC):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores, ids), each (n_queries, k); missing neighbours have id -1."""
 
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Like :meth:`search` among the ids ``allowed`` only (``fraction`` of the store);
+        ``None`` when this store cannot restrict a search (the caller scores them itself)."""
+        return None
+
     @abstractmethod
     def __len__(self) -> int: ...
 

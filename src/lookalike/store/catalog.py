@@ -267,6 +267,11 @@ class Catalog:
         """The vector slots of the items with this label (uses the label index)."""
         return [r[0] for r in self.db.execute("SELECT slot FROM items WHERE label = ?", (label,))]
 
+    def slots_where(self, condition: str, params: Sequence[Any]) -> list[int]:
+        """The vector slots of the items matching a SQL ``condition`` on the items table."""
+        sql = f"SELECT slot FROM items WHERE {condition} ORDER BY slot"
+        return [r[0] for r in self.db.execute(sql, list(params))]
+
     def has_label(self, label: str) -> bool:
         row = self.db.execute("SELECT 1 FROM items WHERE label = ? LIMIT 1", (label,)).fetchone()
         return row is not None
