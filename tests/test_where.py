@@ -148,7 +148,9 @@ def build(tmp_path: Path, n: int, kind: str) -> tuple[Collection, np.ndarray, li
     return coll, vecs, [{"label": lab, **m} for lab, m in zip(labels, meta, strict=True)]
 
 
-def brute(vecs: np.ndarray, rows: list[dict[str, Any]], q: np.ndarray, w: Where, k: int) -> list[str]:
+def brute(
+    vecs: np.ndarray, rows: list[dict[str, Any]], q: np.ndarray, w: Where, k: int
+) -> list[str]:
     ok = [i for i, r in enumerate(rows) if w.matches(r["label"], {"price": r["price"]})]
     scores = vecs[ok] @ q
     order = np.lexsort((np.asarray(ok), -scores))[:k]
@@ -205,13 +207,42 @@ def test_cli_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     coll, _, rows = build(tmp_path, 300, "flat")
     root = coll.root
     coll.close()
-    code = main(["search", "id:i1", "-c", str(root), "--where", "price < 30", "--json"])
+    code = main(["search", "id:i1", "--collection", str(root), "--where", "price < 30", "--json"])
     out = capsys.readouterr().out
     assert code == 0
     results = json.loads(out.splitlines()[0])["results"]
     assert results and all(r["metadata"]["price"] < 30 for r in results)
-    code = main(["search", "id:i1", "-c", str(root), "--where", "price < "])
+    code = main(["search", "id:i1", "--collection", str(root), "--where", "price < "])
     err = capsys.readouterr().err
     assert code == 2
     assert "--where: expected a value" in err and "at column 9" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_api_where(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import ServerSettings, create_app
+
+    coll, vecs, rows = build(tmp_path, 300, "flat")
+    c = TestClient(create_app(coll, ServerSettings()), raise_server_exceptions=False)
+    body = {"vector": vecs[3].tolist(), "k": 5, "where": "price >= 50 and label exists"}
+    r = c.post("/search", json=body)
+    assert r.status_code == 200, r.text
+    hits = r.json()["results"]
+    assert len(hits) == 5 and all(h["metadata"]["price"] >= 50 for h in hits)
+    want = brute(vecs, rows, vecs[3], parse_where(body["where"]), 5)
+    assert [h["id"] for h in hits] == want
+    r = c.get("/items/i3/similar", params={"k": 4, "where": "price < 20"})
+    assert r.status_code == 200, r.text
+    hits = r.json()["results"]
+    assert hits and all(h["metadata"]["price"] < 20 and h["id"] != "i3" for h in hits)
+    for resp in (
+        c.post("/search", json={"id": "i3", "where": "price <"}),
+        c.get("/items/i3/similar", params={"where": "label in ('a'"}),
+    ):
+        assert resp.status_code == 400, resp.text
+        text = json.dumps(resp.json())
+        assert "at column" in text and "\\n" not in text
+    coll.close()

@@ -30,11 +30,11 @@ from .ingest.indexer import Indexer, IndexReport
 from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder
+from .search.filtered import SlotCache, search_hits
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
-from .search.filtered import SlotCache, filtered_hits
-from .search.rank import check_label, ranked_hits
-from .search.where import Where, both, label_where, parse_where
+from .search.rank import check_label
+from .search.where import Where, as_where
 from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
@@ -337,12 +337,10 @@ class Collection:
         """The ``k`` items most similar to ``query``: a file path, ``id:ITEM``, an http(s) URL
         (with ``allow_urls``), encoded image bytes, or a vector. A ``label`` no item has
         raises :class:`~lookalike.errors.UnknownLabel`, naming the nearest labels. ``where``
-        (see :mod:`lookalike.search.where`) keeps only the items it accepts: the results are
-        exactly the best ``k`` of those; a bad expression raises ``WhereError``."""
+        (:mod:`~lookalike.search.where`): exactly the best ``k`` of the items it accepts."""
         if k <= 0:
             raise InvalidInput("k must be a positive number")
-        if isinstance(where, str):
-            where = parse_where(where)
+        where = as_where(where)
         if len(self) == 0:
             raise EmptyCollection(
                 f"collection {self.root} is empty: add images with `lookalike index`"
@@ -364,25 +362,8 @@ class Collection:
         where: str | Where | None = None,
         exclude_slot: int | None = None,
     ) -> list[Hit]:
-        if isinstance(where, str):
-            where = parse_where(where)
-        where = both(label_where(label) if label is not None else None, where)
-        if where is None:
-            return ranked_hits(
-                self.index.store(), self.catalog, vec, k, threshold=threshold,
-                exclude_slot=exclude_slot,
-            )
-        return filtered_hits(
-            self.index.store(),
-            self.catalog,
-            self.vectors,
-            vec,
-            k,
-            where,
-            threshold=threshold,
-            exclude_slot=exclude_slot,
-            cache=self._slot_cache,
-        )
+        parts = (self.index.store(), self.catalog, self.vectors, self._slot_cache)
+        return search_hits(parts, vec, k, threshold, label, where, exclude_slot)
 
     # -- inspection and export ---------------------------------------------------------
 

@@ -23,9 +23,10 @@ from ..store.base import VectorStore
 from ..store.catalog import Catalog
 from ..store.vectors import VectorFile
 from .hits import Hit
-from .where import Where
+from .rank import ranked_hits
+from .where import Where, as_where, both, label_where
 
-__all__ = ["SCAN_MAX", "SlotCache", "filtered_hits", "scan_slots"]
+__all__ = ["SCAN_MAX", "SlotCache", "filtered_hits", "scan_slots", "search_hits"]
 
 # Filters matching up to this many items are answered by scoring their vectors directly.
 SCAN_MAX = 20_000
@@ -53,6 +54,34 @@ class SlotCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return slots
+
+
+def search_hits(
+    parts: tuple[VectorStore, Catalog, VectorFile, SlotCache],
+    vec: np.ndarray,
+    k: int,
+    threshold: float | None,
+    label: str | None,
+    where: str | Where | None,
+    exclude_slot: int | None,
+) -> list[Hit]:
+    """Unfiltered (:func:`.rank.ranked_hits`) or filtered (:func:`filtered_hits`: ``label``
+    and ``where`` both) search over a collection's (store, catalog, vectors, slot cache)."""
+    store, catalog, vectors, cache = parts
+    where = both(label_where(label) if label is not None else None, as_where(where))
+    if where is None:
+        return ranked_hits(store, catalog, vec, k, threshold=threshold, exclude_slot=exclude_slot)
+    return filtered_hits(
+        store,
+        catalog,
+        vectors,
+        vec,
+        k,
+        where,
+        threshold=threshold,
+        exclude_slot=exclude_slot,
+        cache=cache,
+    )
 
 
 def filtered_hits(

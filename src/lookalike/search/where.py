@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 
-__all__ = ["Where", "WhereError", "parse_where", "label_where"]
+__all__ = ["Where", "WhereError", "as_where", "both", "label_where", "parse_where"]
 
 Value = str | int | float
 
@@ -314,9 +314,16 @@ def _with_text(node: Where, text: str) -> Where:
     return Where(node.op, node.args, node.field, node.cmp, node.values, text)
 
 
+def as_where(where: str | Where | None) -> Where | None:
+    """A filter given as text (parsed) or already parsed."""
+    return parse_where(where) if isinstance(where, str) else where
+
+
 def label_where(label: str) -> Where:
     """The filter ``label = <label>``."""
-    return Where("cmp", field=("label",), cmp="=", values=(label,), text=f"label = {json.dumps(label)}")
+    return Where(
+        "cmp", field=("label",), cmp="=", values=(label,), text=f"label = {json.dumps(label)}"
+    )
 
 
 def both(a: Where | None, b: Where | None) -> Where | None:

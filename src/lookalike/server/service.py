@@ -26,12 +26,12 @@ import numpy as np
 from ..collection import Hit
 from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
+from ..search.where import Where, both, label_where, parse_where
 from ..store.metadata import check_metadata
 from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
 from .locking import RWLock, exclusive_write
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from ..search.where import Where, both, label_where, parse_where
 from .security import (
     EXTENSIONS,
     IMAGE_MEDIA_TYPES,
@@ -56,6 +56,7 @@ from .uploads import (
 
 if TYPE_CHECKING:
     from ..collection import Collection
+
 
 class Conflict(InvalidInput):
     """The request clashes with what is stored (e.g. an id that already exists)."""

@@ -136,7 +136,12 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
             if params.id is not None:
                 query = {"id": params.id}
                 results = await read_now(
-                    service.similar, params.id, params.k, params.threshold, params.label, params.where
+                    service.similar,
+                    params.id,
+                    params.k,
+                    params.threshold,
+                    params.label,
+                    params.where,
                 )
             else:
                 if params.url is not None:
@@ -147,7 +152,12 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                     query = {"vector": True}
                     vec = service.parse_vector(params.vector)
                 results = await read_now(
-                    service.search_vector, vec, params.k, params.threshold, params.label, params.where
+                    service.search_vector,
+                    vec,
+                    params.k,
+                    params.threshold,
+                    params.label,
+                    params.where,
                 )
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
