@@ -29,7 +29,7 @@ from .where import Where, as_where, both, label_where
 __all__ = ["SCAN_MAX", "SlotCache", "filtered_hits", "scan_slots", "search_hits"]
 
 # Filters matching up to this many items are answered by scoring their vectors directly.
-SCAN_MAX = 20_000
+SCAN_MAX = 5_000
 
 
 class SlotCache:
@@ -130,7 +130,10 @@ def scan_slots(
         idx = idx[idx != exclude_slot]
     if idx.size == 0:
         return []
-    mat = vectors.read(idx, catalog.next_slot)
+    if idx.size <= 64:  # a few rows: read them (cheaper than mapping the file)
+        mat = vectors.read(idx, catalog.next_slot)
+    else:  # one gather from the mapped file, without the memmap subclass's extra copy
+        mat = np.asarray(vectors.matrix(catalog.next_slot))[idx]
     query = np.asarray(vec, dtype=vectors.dtype).reshape(-1)
     if vectors.dtype == np.uint8:
         bits = np.unpackbits(np.bitwise_xor(mat, query[None, :]), axis=1)
