@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, ModelUnavailable
 from .embedders.base import Embedder
 from .embedders.onnx import OnnxEmbedder
 from .hub import _check_hub_spec, resolve_hub_model, resolve_hub_preprocessor
@@ -80,7 +80,14 @@ def load_embedder(
             f"unknown model {name!r}; known models: {known} (for a local model folder, use"
             " --model-path)"
         )
-    return embedder_for_spec(get_model_spec(name), threads=threads)
+    spec = get_model_spec(name)
+    if spec.kind == "onnx" and spec.repo is None:
+        raise ModelUnavailable(
+            f"model {name!r} has no download: export it to ONNX (see docs/models.md) and pass"
+            f' the folder with --model-path (its lookalike.json: "output": {spec.output!r},'
+            f' "pooling": {spec.pooling!r})'
+        )
+    return embedder_for_spec(spec, threads=threads)
 
 
 def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:
