@@ -97,22 +97,21 @@ def filtered_hits(
     cache: SlotCache | None = None,
 ) -> list[Hit]:
     """The ``k`` best items accepted by ``where`` (above ``threshold``), best first."""
-    slots = (cache or SlotCache()).slots(catalog, where)
-    if exclude_slot is not None:
-        slots = slots[slots != exclude_slot]
+    slots = (cache or SlotCache()).slots(catalog, where)  # the same array while cached
     if len(slots) > SCAN_MAX:
+        # the query item stays in the allowed set (so the store can reuse its selector for
+        # this array) and is dropped from one more result
+        extra = 1 if exclude_slot is not None else 0
         fraction = len(slots) / max(len(store), 1)
-        found = store.search_selected(vec.reshape(1, -1), k, slots, fraction)
+        found = store.search_selected(vec.reshape(1, -1), k + extra, slots, fraction)
         if found is not None:
             scores, ids = found
-            pairs = [
-                (float(s), int(i))
-                for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0 and (threshold is None or s >= threshold)
-            ]
-            if int((ids[0] >= 0).sum()) >= min(k, len(slots)):
+            valid = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            valid = [p for p in valid if p[1] != exclude_slot][:k]
+            if len(valid) >= min(k, len(slots) - extra):
+                pairs = [p for p in valid if threshold is None or p[0] >= threshold]
                 return _hits(catalog, pairs)
-    return scan_slots(vectors, catalog, vec, slots, k, threshold)
+    return scan_slots(vectors, catalog, vec, slots, k, threshold, exclude_slot)
 
 
 def scan_slots(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import VectorStore
+from .base import SelectorCache, VectorStore
 
 Rerank = Callable[[np.ndarray], np.ndarray]
 
@@ -78,6 +78,7 @@ class AnnStore(VectorStore):
         self.rerank = rerank
         self._tomb: set[int] = set()
         self._selector: Any = None
+        self._selectors = SelectorCache()
         if tombstones is not None and len(tombstones):
             self._tomb = {int(t) for t in tombstones}
         self.index_dirty = False
@@ -141,7 +142,7 @@ class AnnStore(VectorStore):
         knob widens by ``1 / fraction`` (capped) so about as many candidates pass as in an
         unfiltered search. The allowed ids replace the tombstone filter: they come from the
         catalog, where removed items no longer are."""
-        sel = _faiss().IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        sel = self._selectors.get(allowed)
         return self._search(queries, k, sel, min(1.0 / max(fraction, 1e-6), 64.0))
 
     def _search(

@@ -13,6 +13,25 @@ from typing import Any
 import numpy as np
 
 
+class SelectorCache:
+    """The FAISS id selector of the last allowed-id array searched, reused while the caller
+    passes the same array again (a repeated filter): building one costs about as much as
+    the search."""
+
+    def __init__(self) -> None:
+        self._last: tuple[np.ndarray, Any] | None = None
+
+    def get(self, allowed: np.ndarray) -> Any:
+        last = self._last
+        if last is not None and last[0] is allowed:
+            return last[1]
+        import faiss
+
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        self._last = (allowed, sel)
+        return sel
+
+
 class VectorStore(ABC):
     kind: str = "abstract"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import VectorStore
+from .base import SelectorCache, VectorStore
 
 
 def _faiss() -> Any:
@@ -32,6 +32,7 @@ class FlatStore(VectorStore):
             else:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.index = index
+        self._selectors = SelectorCache()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -70,7 +71,7 @@ class FlatStore(VectorStore):
         if self.binary:
             return None
         faiss = _faiss()
-        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        sel = self._selectors.get(allowed)
         kk = min(k, len(allowed), len(self))
         if kk <= 0:
             shape = (len(queries), max(k, 0))
