@@ -157,14 +157,15 @@ def brute(
     return [f"i{ok[j]}" for j in order]
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])
+@pytest.mark.parametrize("kind", ["flat", "ivf-sq8", "hnsw", "lsh"])
 @pytest.mark.parametrize("scan_max", [20_000, 100])
 def test_filtered_results_are_the_exact_top_k(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, scan_max: int
 ) -> None:
     """Selective filters (scored directly) and broad ones (FAISS id selector on the index;
     ``scan_max`` 100 sends all but the rarest through it) give the brute-force top k."""
-    monkeypatch.setitem(planning.MIN_ITEMS, "ivf-sq8", 2_000)
+    for name in ("ivf-sq8", "hnsw", "lsh"):
+        monkeypatch.setitem(planning.MIN_ITEMS, name, 2_000)
     monkeypatch.setattr(filtered, "SCAN_MAX", scan_max)
     coll, vecs, rows = build(tmp_path, 4_000, kind)
     assert coll.index.info()["type"] == kind

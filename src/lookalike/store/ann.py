@@ -143,7 +143,10 @@ class AnnStore(VectorStore):
         unfiltered search. The allowed ids replace the tombstone filter: they come from the
         catalog, where removed items no longer are."""
         sel = self._selectors.get(allowed)
-        return self._search(queries, k, sel, min(1.0 / max(fraction, 1e-6), 64.0))
+        try:
+            return self._search(queries, k, sel, min(1.0 / max(fraction, 1e-6), 64.0))
+        except RuntimeError:  # an index type that takes no selector: scored directly
+            return None
 
     def _search(
         self, queries: np.ndarray, k: int, sel: Any, widen: float
@@ -367,6 +370,27 @@ class LshStore(AnnStore):
 
     def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         return None
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``IndexLSH`` takes no id selector: over-fetch (k / fraction, growing) and keep
+        the allowed ids (``allowed`` is sorted, as the catalog lists slots)."""
+        n = len(self)
+        fetch = int(2 * k / max(fraction, 1e-6)) + 10
+        while True:
+            fetch = min(fetch, n)
+            scores, ids = self.search(queries[:1], fetch)
+            pos = np.searchsorted(allowed, ids[0]).clip(0, max(len(allowed) - 1, 0))
+            keep = (ids[0] >= 0) & (allowed[pos] == ids[0]) if len(allowed) else ids[0] < -1
+            if int(keep.sum()) >= k or fetch >= n:
+                break
+            fetch *= 4
+        sc, ii = scores[0][keep][:k], ids[0][keep][:k]
+        pad = k - len(ii)
+        sc = np.pad(sc, (0, pad), constant_values=0.0)
+        ii = np.pad(ii, (0, pad), constant_values=-1)
+        return sc[None, :].astype(np.float32), ii[None, :].astype(np.int64)
 
 
 STORE_CLASSES: dict[str, type[AnnStore]] = {

@@ -71,18 +71,16 @@ def create_session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: the library never writes to stderr itself
+    providers = device.session_providers() if device else ["CPUExecutionProvider"]
     try:
-        source: str | bytes = str(model_path)
-        if expose is not None:
-            from ..expose import exposed_model
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+        if expose is not None and expose not in [o.name for o in session.get_outputs()]:
+            from ..expose import exposed_model  # an intermediate tensor: edit the graph
 
-            source = exposed_model(model_path, expose) or source
-        session = ort.InferenceSession(
-            source,
-            sess_options=options,
-            providers=device.session_providers() if device else ["CPUExecutionProvider"],
-        )
-    except ModelUnavailable:
+            edited = exposed_model(model_path, expose)
+            if edited is not None:
+                session = ort.InferenceSession(edited, sess_options=options, providers=providers)
+    except LookalikeError:
         raise
     except Exception as exc:  # onnxruntime's errors all derive from Exception directly
         kind = type(exc).__name__
