@@ -298,6 +298,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for spec in MODELS.values():
         default = " (default)" if spec.name == DEFAULT_MODEL else ""
-        source = spec.repo or "built in, no weights"
+        source = spec.repo or (
+            "your own export, see docs/models.md" if spec.kind == "onnx" else "built in, no weights"
+        )
         print(f"{spec.name:<14} {spec.dim:>5} dims  {spec.metric:<7}  {source}{default}")
     return 0

@@ -13,6 +13,7 @@ read at call time, not when huggingface_hub was imported, so setting ``HF_HUB_OF
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from functools import partial
@@ -84,8 +85,8 @@ def load_embedder(
     if spec.kind == "onnx" and spec.repo is None:
         raise ModelUnavailable(
             f"model {name!r} has no download: export it to ONNX (see docs/models.md) and pass"
-            f' the folder with --model-path (its lookalike.json: "output": {spec.output!r},'
-            f' "pooling": {spec.pooling!r})'
+            f" the folder with --model-path (its lookalike.json:"
+            f' {{"output": {json.dumps(spec.output)}, "pooling": {json.dumps(spec.pooling)}}})'
         )
     return embedder_for_spec(spec, threads=threads)
 
