@@ -57,7 +57,9 @@ def main() -> None:
     meta = [{"price": round(float(p), 2)} for p in prices]
     prices = np.array([m["price"] for m in meta])
     pick = rng.choice(args.n, args.queries, replace=False)
-    q = vecs[pick] + 0.4 / np.sqrt(args.dim) * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    q = vecs[pick] + 0.4 / np.sqrt(args.dim) * rng.standard_normal((args.queries, args.dim)).astype(
+        np.float32
+    )
     queries = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
