@@ -115,10 +115,20 @@ def test_registry_entries_are_plain_frozen_dataclasses() -> None:
         with pytest.raises(dataclasses.FrozenInstanceError):
             spec.dim = 1  # type: ignore[misc]
         if spec.kind == "onnx":
-            assert spec.repo and spec.model_file and spec.preprocessor_file
+            # repo None: no hub download, bring your own export (vgg16, docs/models.md)
+            assert spec.model_file and spec.preprocessor_file
+            assert spec.repo or spec.output
             assert spec.metric == "cosine"
         else:
             assert spec.metric == "hamming" and spec.repo is None
+
+
+def test_a_model_without_download_explains_the_export() -> None:
+    from lookalike.errors import ModelUnavailable
+    from lookalike.models.loader import load_embedder
+
+    with pytest.raises(ModelUnavailable, match="docs/models.md.*--model-path.*MaxPool"):
+        load_embedder("vgg16")
 
 
 def test_importing_does_not_load_onnxruntime_or_huggingface_hub() -> None:

@@ -33,9 +33,11 @@ from .models.binding import bind_requested, model_summary, new_record, stored_em
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder, text_embedder_for_record
 from .search.compose import ComposedQuery, Term, TermResolver, as_terms, ranked_without
+from .search.filtered import SlotCache, search_hits
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
-from .search.rank import check_label, ranked_hits
+from .search.rank import check_label
+from .search.where import Where, as_where
 from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
@@ -60,6 +62,7 @@ class Collection:
         self.root, self.config, self.readonly = root, config, readonly
         self._embedder, self._threads = embedder, threads  # None: resolved on first use
         self.notes: list[str] = []  # for the user, e.g. "the model folder moved"
+        self._slot_cache = SlotCache()  # the matching slots of recent filters
         self.catalog = Catalog(root / "catalog.sqlite", readonly=readonly)
         self.vectors = VectorFile(
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
@@ -333,16 +336,19 @@ class Collection:
     def search(
         self, query: Any = None, k: int = 10, *, text: str | None = None,
         terms: Sequence[Any] | None = None, threshold: float | None = None,
-        label: str | None = None, allow_urls: bool = False, limits: DecodeLimits | None = None,
+        label: str | None = None, where: str | Where | None = None, allow_urls: bool = False,
+        limits: DecodeLimits | None = None,
     ) -> list[Hit]:  # fmt: skip
         """The ``k`` items most similar to one of: ``query`` (a file path, ``id:ITEM``, an
         http(s) URL with ``allow_urls``, encoded image bytes, or a vector), ``text`` (models
         with a text tower) or ``terms`` (a composed query: weighted images, ids, texts,
-        vectors). A ``label`` no item has raises :class:`~lookalike.errors.UnknownLabel`."""
+        vectors). A ``label`` no item has raises :class:`~lookalike.errors.UnknownLabel`.
+        ``where`` (:mod:`~lookalike.search.where`): exactly the best ``k`` items it accepts."""
         if sum(x is not None for x in (query, text, terms)) != 1:
             raise InvalidInput("give exactly one of a query, text= or terms=")
         if k <= 0:
             raise InvalidInput("k must be a positive number")
+        where = as_where(where)
         if len(self) == 0:
             raise EmptyCollection(
                 f"collection {self.root} is empty: add images with `lookalike index`"
@@ -353,7 +359,8 @@ class Collection:
             [query] if query is not None else [Term("text", text)] if text is not None else terms
         )
         found = self.compose(parts or [], allow_urls=allow_urls, limits=limits)
-        return ranked_without(self.search_vector, found, k, threshold, label, self.catalog)
+        search = partial(self.search_vector, where=where)
+        return ranked_without(search, found, k, threshold, label, self.catalog)
 
     def search_vector(
         self,
@@ -362,12 +369,11 @@ class Collection:
         *,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | Where | None = None,
         exclude_slot: int | None = None,
     ) -> list[Hit]:
-        return ranked_hits(
-            self.index.store(), self.catalog, vec, k, threshold=threshold, label=label,
-            exclude_slot=exclude_slot,
-        )  # fmt: skip
+        parts = (self.index.store(), self.catalog, self.vectors, self._slot_cache)
+        return search_hits(parts, vec, k, threshold, label, where, exclude_slot)
 
     # -- inspection and export ---------------------------------------------------------
 
@@ -378,21 +384,14 @@ class Collection:
         return item
 
     def pixel_hashes(self, items: Iterable[Item]) -> dict[str, bytes]:
-        """Full-resolution pixel hashes of ``items``, by id.
-
-        Items indexed from a drafted (reduced-scale) JPEG decode have none in the catalog;
-        for them the file is read and fully decoded now, provided it still has the content
-        hash recorded at indexing time, and the result is saved for next time (unless the
-        collection is read-only or another writer holds it). Items whose file is gone,
-        changed or unreadable are left out.
-        """
+        """Full-resolution pixel hashes of ``items``, by id. Items indexed from a drafted
+        JPEG decode have none stored: their unchanged files are decoded in full now, and the
+        hashes saved unless another writer holds the collection (``ingest/pipeline.py``)."""
         out, computed = pipeline.pixel_hashes(items, self.catalog.pixel_hash_kind)
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
                 if got:
-                    with self.catalog.transaction():
-                        for item_id, value in computed.items():
-                            self.catalog.set_pixel_hash(item_id, value)
+                    self.catalog.set_pixel_hashes(computed)
         return out
 
     def info(self) -> dict[str, Any]:

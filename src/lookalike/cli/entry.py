@@ -207,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=score, metavar="S", help="only results with score >= S")
     p.add_argument("--label", help="only results with this label")
     p.add_argument(
+        "--where",
+        metavar="EXPR",
+        help='only results this filter accepts, e.g. \'label in ("dress", "skirt") and '
+        "price < 20' (label and metadata fields; =, !=, <, <=, >, >=, in (...), exists, "
+        "and, or, not, parentheses); exactly the best k of the matching items",
+    )
+    p.add_argument(
         "--model", metavar="NAME", help="refuse unless the collection was built with this model"
     )
     p.add_argument(

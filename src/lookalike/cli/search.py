@@ -43,6 +43,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.paths and args.json:
         raise InvalidInput("--paths and --json do not go together: pick one output")
     searches = _searches(args)
+    where = _where(args.where)
     from .commands import _open
 
     coll = _open(args, model=args.model)
@@ -54,6 +55,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 k=args.k,
                 threshold=args.threshold,
                 label=args.label,
+                where=where,
                 allow_urls=args.allow_urls,
             )
             results.append((name, hits))
@@ -115,6 +117,18 @@ def _size(spec: Any) -> int | None:
     return None if None in sizes else sum(sizes)
 
 
+def _where(text: str | None) -> Any:
+    """``--where`` parsed before the collection opens; errors name the option."""
+    from ..search.where import WhereError, parse_where
+
+    if text is None:
+        return None
+    try:
+        return parse_where(text)
+    except WhereError as exc:
+        raise WhereError(f"--where: {exc}") from None
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models.hub import hub_model_cached, hub_text_cached
     from ..models.registry import DEFAULT_MODEL, MODELS
@@ -132,7 +146,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "license": spec.license,
                 "cached": image_cached and text is not False,
                 "text": spec.text is not None,
-                "source": spec.repo or "built in, no weights",
+                "source": spec.repo
+                or ("your own export, see docs/models.md" if spec.kind == "onnx" else "built in"),
                 "text_source": spec.text.repo if spec.text else None,
                 "default": spec.name == DEFAULT_MODEL,
             }

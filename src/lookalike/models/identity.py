@@ -74,6 +74,11 @@ def canonical_preprocess(preparer: Any, output: str, pooling: str) -> dict[str, 
         }
     else:
         fields = {"preparer": type(preparer).__qualname__}
+    # lookalike's own optional steps appear only when on: existing identities stay the same
+    if not fields.get("grayscale", True):
+        del fields["grayscale"]
+    if "clahe" in fields and fields["clahe"] is None:
+        del fields["clahe"]
     data = json.loads(json.dumps(fields))  # tuples -> lists, as stored in collection.json
     data.update(output=output, pooling=pooling)
     return data

@@ -13,6 +13,7 @@ read at call time, not when huggingface_hub was imported, so setting ``HF_HUB_OF
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput, NoTextTower
+from ..errors import InvalidInput, ModelUnavailable, NoTextTower
 from .embedders.base import Embedder
 from .embedders.onnx import OnnxEmbedder
 from .hub import _check_hub_spec, resolve_hub_model, resolve_hub_preprocessor
@@ -82,7 +83,14 @@ def load_embedder(
             f"unknown model {name!r}; known models: {known} (for a local model folder, use"
             " --model-path)"
         )
-    return embedder_for_spec(get_model_spec(name), threads=threads)
+    spec = get_model_spec(name)
+    if spec.kind == "onnx" and spec.repo is None:
+        raise ModelUnavailable(
+            f"model {name!r} has no download: export it to ONNX (see docs/models.md) and pass"
+            f" the folder with --model-path (its lookalike.json:"
+            f' {{"output": {json.dumps(spec.output)}, "pooling": {json.dumps(spec.pooling)}}})'
+        )
+    return embedder_for_spec(spec, threads=threads)
 
 
 def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 PREPROCESSOR_FILE = "preprocessor_config.json"
 LOCAL_MODEL_FILES = ("model.onnx", "onnx/model.onnx")
 LOCAL_OVERRIDES_FILE = "lookalike.json"
-_OVERRIDE_KEYS = {"name", "output", "pooling", "dim", "model_file"}
+_OVERRIDE_KEYS = {"name", "output", "pooling", "dim", "model_file", "grayscale", "clahe"}
 _POOLINGS: tuple[Pooling, ...] = ("none", "cls", "mean")
 
 
@@ -66,7 +66,25 @@ def _read_overrides(directory: Path) -> dict[str, Any]:
     dim = data.get("dim")
     if "dim" in data and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
         raise ModelUnavailable(f"{path}: 'dim' must be a positive integer")
+    if not isinstance(data.get("grayscale", False), bool):
+        raise ModelUnavailable(f"{path}: 'grayscale' must be true or false")
+    if "clahe" in data:
+        data["clahe"] = _clahe(path, data["clahe"])
     return data
+
+
+def _clahe(path: Path, value: Any) -> tuple[float, int]:
+    """``"clahe": {"clip_limit": 2.0, "tile_grid": 8}`` (both optional, OpenCV's defaults)."""
+    if value is True:
+        value = {}
+    if not isinstance(value, dict) or set(value) - {"clip_limit", "tile_grid"}:
+        raise ModelUnavailable(f'{path}: \'clahe\' must be {{"clip_limit": 2.0, "tile_grid": 8}}')
+    clip, grid = value.get("clip_limit", 2.0), value.get("tile_grid", 8)
+    if isinstance(clip, bool) or not isinstance(clip, int | float) or clip <= 0:
+        raise ModelUnavailable(f"{path}: 'clahe.clip_limit' must be a number > 0")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ModelUnavailable(f"{path}: 'clahe.tile_grid' must be an integer >= 1")
+    return float(clip), grid
 
 
 def _locate_local_files(directory: Path, overrides: dict[str, Any]) -> ModelFiles:
@@ -111,7 +129,9 @@ def _is_flat(shape: list[Any] | tuple[Any, ...]) -> bool:
 
 def _dim_of(shape: list[Any], pooling: Pooling) -> int | None:
     """The embedding size an output of ``shape`` gives after ``pooling``; None if unknown."""
-    if pooling in ("cls", "mean"):
+    if pooling == "mean" and len(shape) == 4:  # feature maps: the channels
+        size = shape[1]
+    elif pooling in ("cls", "mean"):
         size = shape[2] if len(shape) == 3 else None
     else:
         size = shape[1] if _is_flat(shape) else None
@@ -207,6 +227,8 @@ def _local_embedder(directory: Path, threads: int | None) -> OnnxEmbedder:
         spec_builder=partial(_build_local_spec, directory, overrides),
         source=f"local:{directory.resolve().name}/{files.model_path.relative_to(directory).as_posix()}",
         fix_hint=f"Replace {files.model_path} with a valid ONNX export.",
+        expose=overrides.get("output"),
+        steps={k: overrides[k] for k in ("grayscale", "clahe") if k in overrides},
     )
 
 

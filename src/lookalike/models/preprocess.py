@@ -59,7 +59,15 @@ ResizeMode = Literal["shortest_edge", "height_width", "crop_pct", "none"]
 class ImageProcessorSpec:
     """How to turn an RGB image into a model input (a ``Preparer``, see embedders/base.py).
 
-    Steps, in ``transformers`` order:
+    Steps, in ``transformers`` order, after two optional ones of lookalike's own (set by
+    ``lookalike.json`` or the registry, part of the model identity; off by default):
+
+    0. ``grayscale``: the image as 3 equal channels of its luma (PIL ``convert("L")``,
+       ITU-R 601-2: ``L = 0.299 R + 0.587 G + 0.114 B``);
+       ``clahe`` = (clip limit, tile grid): OpenCV CLAHE (``cv2.createCLAHE(clipLimit,
+       (grid, grid))``) on the lightness: the L channel of CIE L*a*b* (8-bit, OpenCV's
+       ``COLOR_RGB2LAB``) for a colour image, the gray channel after ``grayscale``. Needs
+       ``opencv-python-headless``. Both run on the decoded image (at JPEG draft size).
 
     1. resize (PIL, filter ``resample``), depending on ``resize``:
 
@@ -91,6 +99,8 @@ class ImageProcessorSpec:
     rescale_offset: bool = False
     top_std: Triple | None = None
     processor: str = field(default="CLIPImageProcessor", compare=False)
+    grayscale: bool = False
+    clahe: tuple[float, int] | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -124,6 +134,10 @@ class ImageProcessorSpec:
             len(self.top_std) != 3 or any(s == 0 for s in self.top_std)
         ):
             problems.append("top_std needs 3 non-zero values")
+        if self.clahe is not None and (
+            len(self.clahe) != 2 or not self.clahe[0] > 0 or int(self.clahe[1]) < 1
+        ):
+            problems.append(f"clahe must be (clip limit > 0, tile grid >= 1), got {self.clahe!r}")
         if self.rescale_offset and self.rescale_factor is None:
             problems.append("rescale_offset needs rescale_factor")
         if problems:
@@ -209,6 +223,8 @@ class ImageProcessorSpec:
             from ..ingest.decode import to_rgb
 
             image = to_rgb(image)
+        if self.grayscale or self.clahe is not None:
+            image = _enhance(image, self.grayscale, self.clahe)
         size = self.resize_size(image.width, image.height)
         if size is not None and size != image.size:
             image = image.resize(size, resample=Image.Resampling(self.resample))
@@ -320,3 +336,23 @@ def _lookup_table(
     table = np.ascontiguousarray(table, dtype=np.float32)
     table.flags.writeable = False
     return table
+
+
+def _enhance(image: Image.Image, grayscale: bool, clahe: tuple[float, int] | None) -> Image.Image:
+    """Step 0 of :class:`ImageProcessorSpec`: grayscale, then CLAHE on the lightness."""
+    if clahe is None:
+        return image.convert("L").convert("RGB")
+    try:
+        import cv2
+    except ImportError:
+        raise ModelUnavailable(
+            "the model's preprocessing uses CLAHE, which needs OpenCV: "
+            "pip install 'lookalike[clahe]'"
+        ) from None
+    tool = cv2.createCLAHE(clipLimit=float(clahe[0]), tileGridSize=(int(clahe[1]),) * 2)
+    if grayscale:
+        gray = tool.apply(np.asarray(image.convert("L")))
+        return Image.fromarray(np.ascontiguousarray(np.stack([gray] * 3, axis=-1)))
+    lab = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = tool.apply(np.ascontiguousarray(lab[..., 0]))
+    return Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))

@@ -44,9 +44,12 @@ class ModelSpec:
     """Description of one embedding model.
 
     ``model_file`` and ``preprocessor_file`` are paths inside ``repo`` (a Hugging Face hub
-    repository) or inside a local model folder. ``output`` names the ONNX output to use
-    (None: the first output); ``pooling`` reduces a (batch, tokens, dim) output to (batch, dim)
-    ("cls" takes token 0).
+    repository) or inside a local model folder. ``output`` names the tensor to use (None:
+    the first output): a graph output or any intermediate tensor, which is then exposed as
+    an output of the loaded graph (see ``models/expose.py``: a classifier's pooled features
+    before its last layer); ``pooling`` reduces a (batch, tokens, dim) output to (batch,
+    dim) ("cls" takes token 0, "mean" averages the tokens) and a (batch, channels, height,
+    width) feature map to (batch, channels) ("mean" over the spatial dims).
     """
 
     name: str
@@ -58,6 +61,8 @@ class ModelSpec:
     preprocessor_file: str | None = "preprocessor_config.json"
     output: str | None = None
     pooling: Pooling = "none"
+    grayscale: bool = False  # preprocessing step 0 (models/preprocess.py): 3-channel gray
+    clahe: tuple[float, int] | None = None  # (clip limit, tile grid): OpenCV CLAHE
     license: str = ""
     description: str = ""
     size_mb: int | None = None
@@ -107,6 +112,39 @@ MODELS: dict[str, ModelSpec] = {
             license="Apache-2.0",
             description="Microsoft ResNet-50 pooled features (ONNX export by Qdrant).",
             size_mb=94,
+        ),
+        ModelSpec(
+            name="resnet18",
+            kind="onnx",
+            dim=512,
+            metric="cosine",
+            repo="Xenova/resnet-18",
+            model_file="onnx/model.onnx",
+            # a classifier (its graph output is the 1,000 ImageNet logits): the embedding is
+            # the pooled features before the classifier, exposed by name (torch.onnx export
+            # naming of transformers' ResNetModel pooler; not checked against the hub file)
+            output="/resnet/pooler/GlobalAveragePool_output_0",
+            license="Apache-2.0",
+            description="Microsoft ResNet-18 pooled features (the ImageNet classifier's "
+            "penultimate layer; ONNX export by Xenova).",
+            size_mb=45,
+        ),
+        ModelSpec(
+            name="vgg16",
+            kind="onnx",
+            dim=512,
+            metric="cosine",
+            # no hub repository with an ONNX VGG16 and a preprocessor_config.json is known:
+            # export one (docs/models.md) and use it with --model-path, or a local
+            # lookalike.json naming this output; the registry entry documents the layout
+            repo=None,
+            model_file="model.onnx",
+            output="/features/features.30/MaxPool_output_0",
+            pooling="mean",
+            license="CC-BY-4.0 (torchvision weights)",
+            description="VGG16 (torchvision, ImageNet) last conv block, mean-pooled over "
+            "space to 512 dims; bring your own export (see docs/models.md).",
+            size_mb=528,
         ),
         ModelSpec(
             name="phash",

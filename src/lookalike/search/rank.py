@@ -19,18 +19,15 @@ def ranked_hits(
     k: int,
     *,
     threshold: float | None = None,
-    label: str | None = None,
     exclude_slot: int | None = None,
 ) -> list[Hit]:
-    """The ``k`` best items for ``vec`` (above ``threshold``, with ``label``), best first.
+    """The ``k`` best items for ``vec`` (above ``threshold``), best first.
 
-    Fetches more candidates from the index until ``k`` pass the filters, the index is
-    exhausted, or the scores fall below the threshold.
+    Fetches more candidates from the index until ``k`` are found in the catalog, the index
+    is exhausted, or the scores fall below the threshold (filters: :mod:`.filtered`).
     """
     total = len(store)
     fetch = k + (1 if exclude_slot is not None else 0)
-    if label is not None:
-        fetch = max(fetch * 4, 64)
     while True:
         fetch = min(fetch, total)
         scores, ids = store.search(vec, fetch)
@@ -43,7 +40,7 @@ def ranked_hits(
         hits: list[Hit] = []
         for score, slot in pairs:
             item = items.get(slot)
-            if item is None or (label is not None and item.label != label):
+            if item is None:
                 continue
             hits.append(
                 Hit(

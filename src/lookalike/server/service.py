@@ -29,12 +29,12 @@ from ..errors import ImageRejected, InvalidInput, ItemNotFound, QueryError
 from ..ingest.decode import DecodeLimits, decode_image
 from ..models.loader import text_embedder_for_record
 from ..search.compose import as_terms, embed_texts
+from ..search.where import Where, both, label_where, parse_where
 from ..store.metadata import check_metadata
 from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
 from .locking import RWLock, exclusive_write
 from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from .scan import scan_slots
 from .security import (
     EXTENSIONS,
     IMAGE_MEDIA_TYPES,
@@ -59,9 +59,6 @@ from .uploads import (
 
 if TYPE_CHECKING:
     from ..collection import Collection
-
-# Label-filtered searches score the label's vectors directly up to this many items.
-LABEL_SCAN_MAX = 250_000
 
 
 class Conflict(InvalidInput):
@@ -128,13 +125,15 @@ class Service:
         k: int,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | None = None,
         exclude_slot: int | None = None,
         *,
         blocking: bool = True,
     ) -> list[dict[str, Any]]:
         self._check_k(k)
+        flt = self._filter(label, where)
         with self.lock.read(blocking):
-            return self._search(vec, k, threshold, label, exclude_slot)
+            return self._search(vec, k, threshold, flt, exclude_slot)
 
     def similar(
         self,
@@ -142,13 +141,21 @@ class Service:
         k: int,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | None = None,
         *,
         blocking: bool = True,
     ) -> list[dict[str, Any]]:
         self._check_k(k)
+        flt = self._filter(label, where)
         with self.lock.read(blocking):
             vec, slot, _ = self.coll.query_vector("id:" + item_id)
-            return self._search(vec, k, threshold, label, slot)
+            return self._search(vec, k, threshold, flt, slot)
+
+    @staticmethod
+    def _filter(label: str | None, where: str | None) -> Where | None:
+        """``label`` and ``where`` as one filter (a bad expression: ``WhereError``, a 400)."""
+        parsed = parse_where(where) if where is not None else None
+        return both(label_where(label) if label is not None else None, parsed)
 
     def search_terms(
         self,
@@ -156,19 +163,21 @@ class Service:
         k: int,
         threshold: float | None = None,
         label: str | None = None,
+        where: str | None = None,
     ) -> list[dict[str, Any]]:
         """A composed query (texts, ids, vectors; see ``lookalike.search.compose``): the
         items a positive ``id`` term names are left out of the results."""
         self._check_k(k)
+        flt = self._filter(label, where)
         model = self.coll.config["model"]
         parts = embed_texts(as_terms(terms), partial(text_embedder_for_record, model))
         with self.lock.read(True):  # texts were embedded outside the lock
             found = self.coll.compose(parts)
             if len(found.exclude) <= 1:
                 slot = found.exclude[0] if found.exclude else None
-                return self._search(found.vector, k, threshold, label, slot)
+                return self._search(found.vector, k, threshold, flt, slot)
             drop = {item.id for item in self.coll.catalog.by_slots(found.exclude).values()}
-            hits = self._search(found.vector, k + len(drop), threshold, label, None)
+            hits = self._search(found.vector, k + len(drop), threshold, flt, None)
             kept = [hit for hit in hits if hit["id"] not in drop][:k]
             return [{**hit, "rank": n} for n, hit in enumerate(kept, 1)]
 
@@ -177,19 +186,15 @@ class Service:
         vec: np.ndarray,
         k: int,
         threshold: float | None,
-        label: str | None,
+        where: Where | None,
         exclude_slot: int | None,
     ) -> list[dict[str, Any]]:
-        """Call with the read lock held. A label filter is answered by scoring that label's
-        vectors directly (exact, like the flat index): filtering the nearest neighbours of
-        the whole collection would widen the search up to every item for a rare or unknown
-        label (seconds per request at 100k items: a cheap way to load a public server)."""
-        if label is not None:
-            slots = self.coll.catalog.slots_with_label(label)
-            if len(slots) <= LABEL_SCAN_MAX:
-                return self._hits(scan_slots(self.coll, vec, slots, k, threshold, exclude_slot))
+        """Call with the read lock held. A filter is answered with exactly its best ``k``
+        items whatever its selectivity (:mod:`lookalike.search.filtered`): a rare or unknown
+        label is scored directly instead of widening an unfiltered search up to every item
+        (seconds per request at 100k items: a cheap way to load a public server)."""
         hits = self.coll.search_vector(
-            vec, k, threshold=threshold, label=label, exclude_slot=exclude_slot
+            vec, k, threshold=threshold, where=where, exclude_slot=exclude_slot
         )
         return self._hits(hits)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import VectorStore
+from .base import SelectorCache, VectorStore
 
 Rerank = Callable[[np.ndarray], np.ndarray]
 
@@ -78,6 +78,7 @@ class AnnStore(VectorStore):
         self.rerank = rerank
         self._tomb: set[int] = set()
         self._selector: Any = None
+        self._selectors = SelectorCache()
         if tombstones is not None and len(tombstones):
             self._tomb = {int(t) for t in tombstones}
         self.index_dirty = False
@@ -118,8 +119,8 @@ class AnnStore(VectorStore):
     def shortlist(self, k: int) -> int:
         return max(k, self.shortlist_factor * k + self.shortlist_extra)
 
-    def _search_params(self, fetch: int) -> Any:
-        """FAISS SearchParameters for one call (knob value, tombstone filter)."""
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
+        """FAISS SearchParameters for one call (knob value times ``widen``, tombstones)."""
         raise NotImplementedError
 
     def _tomb_selector(self) -> Any:
@@ -132,6 +133,24 @@ class AnnStore(VectorStore):
         return self._selector[1]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, None, 1.0)
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Search among the ids ``allowed`` only (a FAISS ``IDSelectorBatch``); the search
+        knob widens by ``1 / fraction`` (capped) so about as many candidates pass as in an
+        unfiltered search. The allowed ids replace the tombstone filter: they come from the
+        catalog, where removed items no longer are."""
+        sel = self._selectors.get(allowed)
+        try:
+            return self._search(queries, k, sel, min(1.0 / max(fraction, 1e-6), 64.0))
+        except RuntimeError:  # an index type that takes no selector: scored directly
+            return None
+
+    def _search(
+        self, queries: np.ndarray, k: int, sel: Any, widen: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         n = len(self)
         nq = len(queries)
@@ -139,7 +158,11 @@ class AnnStore(VectorStore):
             shape = (nq, max(k, 0))
             return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
         fetch = min(self.shortlist(k), int(self.index.ntotal)) if self.rerank else min(k, n)
-        scores, ids = self.index.search(queries, fetch, params=self._search_params(fetch))
+        params = self._search_params(fetch, widen)
+        if sel is not None:
+            params = params if params is not None else _faiss().SearchParameters()
+            params.sel = sel
+        scores, ids = self.index.search(queries, fetch, params=params)
         if self.rerank is not None:
             scores, ids = self._rerank(queries, ids, k)
         else:
@@ -243,9 +266,9 @@ class HnswStore(AnnStore):
         params = {"M": m, "ef_construction": ef_construction, "ef": 64, "storage": "SQ8"}
         return cls(dim, faiss.IndexIDMap(hnsw), params, rerank)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         faiss = _faiss()
-        ef = max(int(self.params["ef"]), fetch)
+        ef = min(int(max(int(self.params["ef"]), fetch) * widen), max(4096, fetch))
         sel = self._tomb_selector()
         if sel is None:
             return faiss.SearchParametersHNSW(efSearch=ef)
@@ -302,9 +325,11 @@ class IvfStore(AnnStore):
             return max(k, 5 * k + 20)
         return super().shortlist(k)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         faiss = _faiss()
-        return faiss.SearchParametersIVF(nprobe=int(self.params["nprobe"]))
+        nprobe = int(self.params["nprobe"])
+        nprobe = min(max(nprobe, int(np.ceil(nprobe * widen))), int(self.index.nlist))
+        return faiss.SearchParametersIVF(nprobe=nprobe)
 
     @staticmethod
     def mmap_flag() -> int:
@@ -343,8 +368,29 @@ class LshStore(AnnStore):
     def shortlist(self, k: int) -> int:
         return max(k, int(self.params["shortlist"]) * max(k, 10) // 10)
 
-    def _search_params(self, fetch: int) -> Any:
+    def _search_params(self, fetch: int, widen: float = 1.0) -> Any:
         return None
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``IndexLSH`` takes no id selector: over-fetch (k / fraction, growing) and keep
+        the allowed ids (``allowed`` is sorted, as the catalog lists slots)."""
+        n = len(self)
+        fetch = int(2 * k / max(fraction, 1e-6)) + 10
+        while True:
+            fetch = min(fetch, n)
+            scores, ids = self.search(queries[:1], fetch)
+            pos = np.searchsorted(allowed, ids[0]).clip(0, max(len(allowed) - 1, 0))
+            keep = (ids[0] >= 0) & (allowed[pos] == ids[0]) if len(allowed) else ids[0] < -1
+            if int(keep.sum()) >= k or fetch >= n:
+                break
+            fetch *= 4
+        sc, ii = scores[0][keep][:k], ids[0][keep][:k]
+        pad = k - len(ii)
+        sc = np.pad(sc, (0, pad), constant_values=0.0)
+        ii = np.pad(ii, (0, pad), constant_values=-1)
+        return sc[None, :].astype(np.float32), ii[None, :].astype(np.int64)
 
 
 STORE_CLASSES: dict[str, type[AnnStore]] = {

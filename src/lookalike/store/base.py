@@ -13,6 +13,25 @@ from typing import Any
 import numpy as np
 
 
+class SelectorCache:
+    """The FAISS id selector of the last allowed-id array searched, reused while the caller
+    passes the same array again (a repeated filter): building one costs about as much as
+    the search."""
+
+    def __init__(self) -> None:
+        self._last: tuple[np.ndarray, Any] | None = None
+
+    def get(self, allowed: np.ndarray) -> Any:
+        last = self._last
+        if last is not None and last[0] is allowed:
+            return last[1]
+        import faiss
+
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        self._last = (allowed, sel)
+        return sel
+
+
 class VectorStore(ABC):
     kind: str = "abstract"
 
@@ -27,6 +46,13 @@ class VectorStore(ABC):
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores, ids), each (n_queries, k); missing neighbours have id -1."""
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Like :meth:`search` among the ids ``allowed`` only (``fraction`` of the store);
+        ``None`` when this store cannot restrict a search (the caller scores them itself)."""
+        return None
 
     @abstractmethod
     def __len__(self) -> int: ...

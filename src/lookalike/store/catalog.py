@@ -229,6 +229,11 @@ class Catalog:
         """The vector slots of the items with this label (uses the label index)."""
         return [r[0] for r in self.db.execute("SELECT slot FROM items WHERE label = ?", (label,))]
 
+    def slots_where(self, condition: str, params: Sequence[Any]) -> list[int]:
+        """The vector slots of the items matching a SQL ``condition`` on the items table."""
+        sql = f"SELECT slot FROM items WHERE {condition} ORDER BY slot"
+        return [r[0] for r in self.db.execute(sql, list(params))]
+
     def has_label(self, label: str) -> bool:
         row = self.db.execute("SELECT 1 FROM items WHERE label = ? LIMIT 1", (label,)).fetchone()
         return row is not None
@@ -313,6 +318,12 @@ class Catalog:
     def set_pixel_hash(self, item_id: str, value: bytes) -> None:
         """Record a full-resolution pixel hash computed after indexing (drafted items)."""
         self.db.execute("UPDATE items SET pixel_hash = ? WHERE id = ?", (value, item_id))
+
+    def set_pixel_hashes(self, values: dict[str, bytes]) -> None:
+        """Record several pixel hashes (by item id) in one transaction."""
+        with self.transaction():
+            for item_id, value in values.items():
+                self.set_pixel_hash(item_id, value)
 
     def update_stat(self, item_id: str, size: int | None, mtime_ns: int | None) -> None:
         self.db.execute(

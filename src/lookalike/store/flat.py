@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import VectorStore
+from .base import SelectorCache, VectorStore
 
 
 def _faiss() -> Any:
@@ -32,6 +32,7 @@ class FlatStore(VectorStore):
             else:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.index = index
+        self._selectors = SelectorCache()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -60,6 +61,26 @@ class FlatStore(VectorStore):
             pad = k - kk
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=0.0)
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        scores[ids < 0] = 0.0
+        return scores.astype(np.float32), ids.astype(np.int64)
+
+    def search_selected(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact search among ``allowed`` (an ``IDSelectorBatch``); binary codes: ``None``."""
+        if self.binary:
+            return None
+        faiss = _faiss()
+        sel = self._selectors.get(allowed)
+        kk = min(k, len(allowed), len(self))
+        if kk <= 0:
+            shape = (len(queries), max(k, 0))
+            return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        scores, ids = self.index.search(q, kk, params=faiss.SearchParameters(sel=sel))
+        if kk < k:
+            scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=0.0)
+            ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
         scores[ids < 0] = 0.0
         return scores.astype(np.float32), ids.astype(np.int64)
 

@@ -8,6 +8,7 @@ the preprocessor config and never creates the session.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class OnnxEmbedder(Embedder):
         source: str = "",
         fix_hint: str = "",
         device: str | None = None,
+        expose: str | None = None,
+        steps: dict[str, Any] | None = None,
     ) -> None:
         # Embedder.__init__ only stores the spec; ours may not be known yet, so it lives
         # behind the ``spec`` property instead.
@@ -91,6 +94,8 @@ class OnnxEmbedder(Embedder):
         self._device: Device | None = None
         self._runner: Any = None  # a GPU runner (OrtCudaRunner / TorchRunner) or None
         self._parity_pending = False
+        self._expose = expose  # a tensor to expose before the spec is known (lookalike.json)
+        self._steps = steps  # preprocessing step 0 from lookalike.json (grayscale, clahe)
 
     # -- spec --------------------------------------------------------------------------
 
@@ -157,6 +162,7 @@ class OnnxEmbedder(Embedder):
                 threads=self._threads,
                 fix_hint=self._fix_hint,
                 device=device if device.backend == "onnxruntime" else None,
+                expose=self._spec.output if self._spec is not None else self._expose,
             )
             name, dtype, shape = check_image_input(session, files.model_path)
             if self._spec is None:
@@ -212,7 +218,13 @@ class OnnxEmbedder(Embedder):
                 else:
                     path = self.files.preprocessor_config
                 label = self._spec.name if self._spec is not None else self._source
-                self._preparer = load_preparer(path, label)
+                preparer = load_preparer(path, label)
+                steps = self._steps
+                if steps is None and self._spec is not None:
+                    steps = {"grayscale": self._spec.grayscale, "clahe": self._spec.clahe}
+                if steps and dataclasses.is_dataclass(preparer):
+                    preparer = dataclasses.replace(preparer, **steps)  # type: ignore[type-var]
+                self._preparer = preparer
             return self._preparer
 
     # -- inference ---------------------------------------------------------------------

@@ -46,6 +46,7 @@ def create_session(
     threads: int | None = None,
     fix_hint: str = "",
     device: Device | None = None,
+    expose: str | None = None,
 ) -> onnxruntime.InferenceSession:
     """Open ``model_path`` with onnxruntime on the CPU, or on ``device``'s CUDA provider
     (checked: onnxruntime never silently falls back to the CPU when CUDA was chosen).
@@ -56,7 +57,9 @@ def create_session(
     processes need to keep the model fed; without spinning, idle ORT threads sleep and
     the decoders run, which gives better end-to-end throughput for a small latency cost.
 
-    Raises ``ModelUnavailable`` (with ``fix_hint`` appended) if the file cannot be loaded.
+    ``expose`` names a tensor of the graph to make an output when it is not one already
+    (see :mod:`..expose`). Raises ``ModelUnavailable`` (with ``fix_hint`` appended) if the
+    file cannot be loaded.
     """
     import onnxruntime as ort
 
@@ -68,12 +71,17 @@ def create_session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: the library never writes to stderr itself
+    providers = device.session_providers() if device else ["CPUExecutionProvider"]
     try:
-        session = ort.InferenceSession(
-            str(model_path),
-            sess_options=options,
-            providers=device.session_providers() if device else ["CPUExecutionProvider"],
-        )
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+        if expose is not None and expose not in [o.name for o in session.get_outputs()]:
+            from ..expose import exposed_model  # an intermediate tensor: edit the graph
+
+            edited = exposed_model(model_path, expose)
+            if edited is not None:
+                session = ort.InferenceSession(edited, sess_options=options, providers=providers)
+    except LookalikeError:
+        raise
     except Exception as exc:  # onnxruntime's errors all derive from Exception directly
         kind = type(exc).__name__
         if kind == "InvalidProtobuf":
@@ -165,13 +173,20 @@ def pool_output(out: np.ndarray, pooling: str) -> np.ndarray:
             )
         return out[:, 0, :]
     if pooling == "mean":
+        if out.ndim == 4:  # (batch, channels, height, width) feature maps: spatial mean
+            return out.mean(axis=(2, 3))
         if out.ndim != 3:
             raise ModelUnavailable(
-                f"mean pooling needs a (batch, tokens, dim) output, got shape {out.shape}"
+                "mean pooling needs a (batch, tokens, dim) or (batch, channels, height, width)"
+                f" output, got shape {out.shape}"
             )
         return out.mean(axis=1)
     if out.ndim > 2 and all(size == 1 for size in out.shape[2:]):
         return out.reshape(out.shape[0], -1)
+    if out.ndim > 2:
+        raise ModelUnavailable(
+            f'an output of shape {out.shape} needs pooling ("mean" for feature maps)'
+        )
     return out
 
 

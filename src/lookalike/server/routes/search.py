@@ -47,6 +47,11 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, description="number of results")
     threshold: float | None = Field(None, ge=-1, le=1, description="minimum score")
     label: str | None = Field(None, description="only items with this label")
+    where: str | None = Field(
+        None,
+        description='only items this filter accepts, e.g. label in ("dress", "skirt") and '
+        "price < 20 (label and metadata fields; =, !=, <, <=, >, >=, in, exists, and, or, not)",
+    )
 
 
 def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
@@ -101,6 +106,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                             "k": {"type": "integer", "default": 10},
                             "threshold": {"type": "number"},
                             "label": {"type": "string"},
+                            "where": {"type": "string"},
                         },
                     },
                 },
@@ -130,14 +136,14 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                     {
                         k: v
                         for k, v in fields.items()
-                        if k in ("k", "threshold", "label") and v != ""
+                        if k in ("k", "threshold", "label", "where") and v != ""
                     }
                 )
                 (data,) = await read_files([upload], settings)  # type: ignore[list-item]
                 query: dict[str, Any] = {"upload": upload.filename or "upload"}
             vec = await run_in_threadpool(service.embed, data)
             results = await read_now(
-                service.search_vector, vec, params.k, params.threshold, params.label
+                service.search_vector, vec, params.k, params.threshold, params.label, params.where
             )
         elif ctype == "application/json":
             try:
@@ -158,12 +164,22 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                         "terms": [{**t, "vector": True} if "vector" in t else t for t in terms]
                     }
                 results = await run_in_threadpool(
-                    service.search_terms, terms, params.k, params.threshold, params.label
+                    service.search_terms,
+                    terms,
+                    params.k,
+                    params.threshold,
+                    params.label,
+                    params.where,
                 )
             elif params.id is not None:
                 query = {"id": params.id}
                 results = await read_now(
-                    service.similar, params.id, params.k, params.threshold, params.label
+                    service.similar,
+                    params.id,
+                    params.k,
+                    params.threshold,
+                    params.label,
+                    params.where,
                 )
             else:
                 if params.url is not None:
@@ -174,7 +190,12 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
                     query = {"vector": True}
                     vec = service.parse_vector(params.vector)
                 results = await read_now(
-                    service.search_vector, vec, params.k, params.threshold, params.label
+                    service.search_vector,
+                    vec,
+                    params.k,
+                    params.threshold,
+                    params.label,
+                    params.where,
                 )
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or a JSON object")
@@ -197,10 +218,13 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
         k: Annotated[int, Query(ge=1, le=max_k)] = 10,
         threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
         label: str | None = None,
+        where: Annotated[
+            str | None, Query(description="only items this filter accepts (as in POST /search)")
+        ] = None,
     ) -> Response:
         """The item's most similar items (the item itself excluded)."""
         start = time.perf_counter()
-        results = await read_now(service.similar, item_id, k, threshold, label)
+        results = await read_now(service.similar, item_id, k, threshold, label, where)
         return SafeJSONResponse(
             {
                 "query": {"id": item_id},
