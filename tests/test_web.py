@@ -505,3 +505,69 @@ def test_text_search_with_a_text_tower(browser: Any, tmp_path: Path, width: int)
             assert [Path(g["id"]).stem for g in _grid(pg2)] == ["blue"]
             context.close()
             assert outside == []
+
+
+# -- the filter box (the `where` expression language) ---------------------------------
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_filter_box_applies_where_to_the_search(
+    make_page: Any, site: tuple[str, Path], width: int
+) -> None:
+    """Type a filter, Enter: the search again with where=.. (in the address too); a bad
+    one shows the server's error with its column; Back restores the unfiltered search;
+    emptying the box removes the filter."""
+    base = site[0]
+    start = {"id": "blue/12.jpg", "k": "12"}
+    pg = make_page(width, "/?id=blue%2F12.jpg&k=12")
+    unfiltered = [g["id"] for g in _grid(pg)]
+    assert unfiltered == [
+        h["id"] for h in _api(base, "/items/blue%2F12.jpg/similar?k=12")["results"]
+    ]
+    box = pg.get_by_label("Filter")  # a visible label names the box
+    assert box.get_attribute("id") == "where-input" and box.input_value() == ""
+    _no_sideways_scroll(pg, "filter box")
+
+    where = 'label = "green" and year >= 2010'
+    box.click()
+    pg.keyboard.type(where)
+    _act(pg, lambda: pg.keyboard.press("Enter"))
+    assert _query(pg) == {**start, "where": where}
+    assert "where=" in pg.evaluate("() => location.search")
+    q = urllib.parse.urlencode({"k": 12, "where": where})
+    want = _api(base, f"/items/blue%2F12.jpg/similar?{q}")["results"]
+    grid = _grid(pg)
+    assert [g["id"] for g in grid] == [h["id"] for h in want]
+    assert len(grid) == 10  # green/10..19: fewer than k=12, and not the unfiltered ones
+    assert {g["id"] for g in grid} == set(GREEN[10:]) and unfiltered != [g["id"] for g in grid]
+    for g in grid:  # every card matches the filter
+        assert g["label"] == "green"
+        assert int(g["fields"].split("year: ")[1]) >= 2010
+    body = {"id": "blue/12.jpg", "k": 12, "where": where}
+    assert [h["id"] for h in _api(base, "/search", body)["results"]] == [g["id"] for g in grid]
+    _no_sideways_scroll(pg, "filtered")
+    _shot(pg, f"{width}-filtered")
+
+    # a bad filter: the server's one-line error, with the column, is the status
+    box.fill("price <")
+    _act(pg, lambda: box.press("Enter"))
+    message = pg.text_content("#status")
+    assert "column" in message and "\n" not in message
+    assert pg.get_attribute("#status", "class") == "error" and _grid(pg) == []
+    assert _query(pg) == {**start, "where": "price <"}
+    _no_sideways_scroll(pg, "bad filter")
+    _shot(pg, f"{width}-bad-filter")
+
+    # Back: the good filter, then the unfiltered search; Forward: the filter again
+    _act(pg, lambda: pg.go_back())
+    assert _query(pg) == {**start, "where": where} and box.input_value() == where
+    assert [g["id"] for g in _grid(pg)] == [h["id"] for h in want]
+    _act(pg, lambda: pg.go_back())
+    assert _query(pg) == start and box.input_value() == ""
+    assert [g["id"] for g in _grid(pg)] == unfiltered
+    _act(pg, lambda: pg.go_forward())
+    assert box.input_value() == where and [g["id"] for g in _grid(pg)] == [h["id"] for h in want]
+
+    # emptying the box removes the filter
+    _act(pg, lambda: box.fill(""))
+    assert _query(pg) == start and [g["id"] for g in _grid(pg)] == unfiltered

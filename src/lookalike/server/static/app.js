@@ -2,10 +2,13 @@
 //
 // Two modes. Browsing (no query): a grid of the collection, paged with "More", filtered by
 // the label picker. Searching: by an item id or a text (the URL says
-// ?id=..&k=..&label=..&threshold=.. or ?text=..&k=..: a search can be shared, bookmarked,
-// and Back/Forward work), or by an uploaded image or a pasted URL (not in the address; their
+// ?id=..&k=..&label=..&threshold=..&where=.. or ?text=..&k=..: a search can be shared,
+// bookmarked, and Back/Forward work), or by an uploaded image or a pasted URL (not in the address; their
 // results stay until the next search). The text box is off when /health says the model has
-// no text tower; a ?text= address then shows the server's error.
+// no text tower; a ?text= address then shows the server's error. The filter box holds a
+// `where` expression (price < 20 and label = "shoes"): Enter applies it to the current
+// search, clearing it removes it, and the server's one-line error (with its column) is the
+// status message.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -199,6 +202,7 @@ function params() {
     k: k >= 1 ? Math.min(k, state.maxK) : STEP,
     label: p.get("label") || null,
     threshold: t > 0 && t <= 1 ? t : null,
+    where: (p.get("where") || "").trim() || null,
   };
 }
 
@@ -209,6 +213,7 @@ function controls() {
     k: k >= 1 ? Math.min(k, state.maxK) : STEP,
     label: $("label-select").value || null,
     threshold: t > 0 ? t : null,
+    where: $("where-input").value.trim() || null,
   };
 }
 
@@ -221,8 +226,8 @@ function ensureOption(label) {
   }
 }
 
-// k and the threshold are in the address only with an id or a text: browsing keeps the
-// controls' values.
+// k, the threshold and the filter are in the address only with an id or a text: browsing
+// keeps the controls' values.
 function setControls(p) {
   ensureOption(p.label);
   $("label-select").value = p.label || "";
@@ -230,6 +235,7 @@ function setControls(p) {
   if (!p.id && !p.text) return;
   $("k-input").value = String(p.k);
   $("threshold").value = String(p.threshold || 0);
+  $("where-input").value = p.where || "";
   showThreshold();
 }
 
@@ -245,6 +251,7 @@ function address(p) {
   if (query) q.set("k", String(p.k));
   if (p.label) q.set("label", p.label);
   if (query && p.threshold) q.set("threshold", String(p.threshold));
+  if (query && p.where) q.set("where", p.where);
   const s = q.toString();
   return s ? `/?${s}` : "/";
 }
@@ -343,13 +350,14 @@ function runId(p) {
   const q = new URLSearchParams({ k: String(p.k) });
   if (p.label) q.set("label", p.label);
   if (p.threshold) q.set("threshold", String(p.threshold));
+  if (p.where) q.set("where", p.where);
   return search(p, () => api(`/items/${encodeURIComponent(p.id)}/similar?${q}`));
 }
 
 function runText(p) {
   releaseImages();
   showQuery(`“${p.text}”`, "text search", null);
-  const body = { text: p.text, k: p.k, label: p.label, threshold: p.threshold };
+  const body = { text: p.text, k: p.k, label: p.label, threshold: p.threshold, where: p.where };
   return search(p, () => api("/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -371,9 +379,10 @@ function runAdhoc(o) {
     form.append("k", String(o.k));
     if (o.label) form.append("label", o.label);
     if (o.threshold) form.append("threshold", String(o.threshold));
+    if (o.where) form.append("where", o.where);
     task = () => api("/search", { method: "POST", body: form });
   } else {
-    const body = { url: a.url, k: o.k, label: o.label, threshold: o.threshold };
+    const body = { url: a.url, k: o.k, label: o.label, threshold: o.threshold, where: o.where };
     task = () => api("/search", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -403,6 +412,8 @@ async function search(p, task) {
       status(`${results.length} results in ${data.took_ms} ms`);
     } else if (p.label && labelMessage(p.label)) {
       status(labelMessage(p.label), true);
+    } else if (p.where) {
+      status(`No ${p.text ? "item" : "other item"} matches the filter ${p.where}.`);
     } else if (p.threshold) {
       status(`No result scores ${p.threshold.toFixed(2)} or more: lower the minimum score.`);
     } else {
@@ -413,7 +424,7 @@ async function search(p, task) {
     if (seq !== state.seq) return;
     list.replaceChildren();
     $("more").hidden = true;
-    status(err.message, true);
+    status(err.message.replace(/\s+/g, " "), true); // one line (a filter's error names its column)
   }
   done();
 }
@@ -445,6 +456,20 @@ function refine(replace) {
   }
   if (o.label !== p.label) navigate({ label: o.label }, false);
   return undefined;
+}
+
+// The filter box: Enter applies it (an empty box removes the filter), and emptying it
+// (typing it away, or the box's clear button) removes it at once.
+function applyWhere() {
+  const p = params();
+  const where = controls().where;
+  const adhoc = state.mode === "search" && history.state && history.state.adhoc;
+  if (!adhoc && !p.id && !p.text) {
+    if (where) status("The filter applies to a search: open an image's “More like this”, or search by an image or words.");
+    return undefined;
+  }
+  if (!adhoc && where === p.where) return undefined; // already applied
+  return refine(false);
 }
 
 function more() {
@@ -497,6 +522,10 @@ function setup() {
   $("threshold").addEventListener("input", showThreshold);
   $("threshold").addEventListener("change", () => refine(true));
   $("k-input").addEventListener("change", () => refine(true));
+  $("where-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); applyWhere(); }
+  });
+  $("where-input").addEventListener("input", (e) => { if (!e.target.value.trim()) applyWhere(); });
   $("more").addEventListener("click", more);
   $("browse-button").addEventListener("click", () => navigate({ label: controls().label }));
   $("home").addEventListener("click", (e) => { e.preventDefault(); navigate({}); });
