@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,18 +32,19 @@ from .ingest.report import IndexReport
 from .models.binding import bind_requested, model_summary, new_record, stored_embedder
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder, text_embedder_for_record
-from .search.compose import ComposedQuery, Term, TermResolver, as_terms, ranked_without
-from .search.filtered import SlotCache, search_hits
 from .search.hits import Hit
 from .search.query import QueryResolver, embed_image
 from .search.rank import check_label
-from .search.where import Where, as_where
 from .store import layout
 from .store.catalog import Catalog, Item
 from .store.indexes import IndexManager
 from .store.layout import MARKER, default_collection_dir
 from .store.rows import commit_rows, unit_rows
 from .store.vectors import VectorFile
+
+if TYPE_CHECKING:  # queries by text, terms and filters load their modules when used
+    from .search.compose import ComposedQuery
+    from .search.where import Where
 
 __all__ = ["Collection", "Hit", "IndexReport", "default_collection_dir"]
 
@@ -62,7 +63,7 @@ class Collection:
         self.root, self.config, self.readonly = root, config, readonly
         self._embedder, self._threads = embedder, threads  # None: resolved on first use
         self.notes: list[str] = []  # for the user, e.g. "the model folder moved"
-        self._slot_cache = SlotCache()  # the matching slots of recent filters
+        self._slot_cache: Any = None  # the matching slots of recent filters (SlotCache)
         self.catalog = Catalog(root / "catalog.sqlite", readonly=readonly)
         self.vectors = VectorFile(
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
@@ -218,8 +219,6 @@ class Collection:
     def dim(self) -> int:
         return int(self.config["model"]["dim"])
 
-    # -- locking ------------------------------------------------------------------------
-
     @contextlib.contextmanager
     def _write_lock(self, wait: bool = True) -> Iterator[bool]:
         if self.readonly:
@@ -328,6 +327,8 @@ class Collection:
         self, terms: Sequence[Any], *, allow_urls: bool = False, limits: DecodeLimits | None = None
     ) -> ComposedQuery:
         """Weighted terms (see :mod:`lookalike.search.compose`) as one unit query vector."""
+        from .search.compose import TermResolver, as_terms
+
         texts = TermResolver(
             self._queries(), partial(text_embedder_for_record, self.config["model"])
         )
@@ -339,15 +340,16 @@ class Collection:
         label: str | None = None, where: str | Where | None = None, allow_urls: bool = False,
         limits: DecodeLimits | None = None,
     ) -> list[Hit]:  # fmt: skip
-        """The ``k`` items most similar to one of: ``query`` (a file path, ``id:ITEM``, an
-        http(s) URL with ``allow_urls``, encoded image bytes, or a vector), ``text`` (models
-        with a text tower) or ``terms`` (a composed query: weighted images, ids, texts,
-        vectors). A ``label`` no item has raises :class:`~lookalike.errors.UnknownLabel`.
-        ``where`` (:mod:`~lookalike.search.where`): exactly the best ``k`` items it accepts."""
+        """The ``k`` items most similar to ``query`` (a path, ``id:ITEM``, a URL with
+        ``allow_urls``, image bytes or a vector), ``text`` or ``terms`` (see search/compose.py);
+        only items of ``label`` (known, else ``UnknownLabel``) that ``where`` accepts."""
         if sum(x is not None for x in (query, text, terms)) != 1:
             raise InvalidInput("give exactly one of a query, text= or terms=")
         if k <= 0:
             raise InvalidInput("k must be a positive number")
+        from .search.compose import Term, ranked_without
+        from .search.where import as_where
+
         where = as_where(where)
         if len(self) == 0:
             raise EmptyCollection(
@@ -363,15 +365,13 @@ class Collection:
         return ranked_without(search, found, k, threshold, label, self.catalog)
 
     def search_vector(
-        self,
-        vec: np.ndarray,
-        k: int,
-        *,
-        threshold: float | None = None,
-        label: str | None = None,
-        where: str | Where | None = None,
-        exclude_slot: int | None = None,
-    ) -> list[Hit]:
+        self, vec: np.ndarray, k: int, *, threshold: float | None = None,
+        label: str | None = None, where: str | Where | None = None, exclude_slot: int | None = None,
+    ) -> list[Hit]:  # fmt: skip
+        from .search.filtered import SlotCache, search_hits
+
+        if self._slot_cache is None:
+            self._slot_cache = SlotCache()
         parts = (self.index.store(), self.catalog, self.vectors, self._slot_cache)
         return search_hits(parts, vec, k, threshold, label, where, exclude_slot)
 
