@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InvalidInput, LookalikeError
-from ..store.planning import AUTO_EXACT_MAX
 from . import results as search_outputs
 from .argtypes import (
     add_device_argument,
@@ -26,6 +25,10 @@ from .commands import cmd_export, cmd_index, cmd_info, cmd_remove
 from .search import add_search_arguments, cmd_models, cmd_search
 
 EXIT_USAGE = 2
+
+# store.planning.AUTO_EXACT_MAX, written out so that --help imports no store module
+# (tests/test_help.py checks that the two agree).
+AUTO_EXACT_MAX_HELP = 50_000
 
 # Modules that add subcommands; importing them must stay cheap (no heavy imports at top level).
 PLUGIN_COMMANDS: list[str] = [
@@ -186,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="index_type",
         choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh"],
         help=f"search index, remembered by the collection: auto (default: exact flat search "
-        f"up to {AUTO_EXACT_MAX:,} items, then ivf-sq8, or ivf-pq when --max-memory is too "
+        f"up to {AUTO_EXACT_MAX_HELP:,} items, then ivf-sq8, or ivf-pq when --max-memory is too "
         "small for ivf-sq8), flat (exact), hnsw, ivf-sq8, ivf-pq, lsh",
     )
     p.add_argument(

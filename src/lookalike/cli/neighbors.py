@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from ..errors import InvalidInput
-from ..neighbors import neighbors_of, write_neighbors_table
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -36,6 +35,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     import sys
 
     from ..collection import Collection
+    from ..neighbors import neighbors_of, write_neighbors_table
 
     if args.all == (args.item is not None):
         raise InvalidInput("give one item ID, or --all --out FILE.parquet|.csv|.jsonl")
