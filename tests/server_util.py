@@ -62,3 +62,12 @@ def live_server(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def client(coll: Collection, **settings: Any) -> Any:
+    """An in-process client of the app serving ``coll`` (a server error becomes a 500)."""
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import ServerSettings, create_app
+
+    return TestClient(create_app(coll, ServerSettings(**settings)), raise_server_exceptions=False)

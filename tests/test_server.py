@@ -18,10 +18,9 @@ pytest.importorskip("multipart")
 
 import imagegen  # noqa: E402
 import tiny_models  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
 from http_server import LocalHTTPServer  # noqa: E402
 from PIL import Image  # noqa: E402
-from server_util import GALLERY, make_collection  # noqa: E402
+from server_util import GALLERY, client, make_collection  # noqa: E402
 
 from lookalike.collection import Collection  # noqa: E402
 from lookalike.errors import DownloadError, MissingDependency  # noqa: E402
@@ -43,10 +42,6 @@ def coll(tmp_path: Path) -> Iterator[Collection]:
     c = make_collection(tmp_path)
     yield c
     c.close()
-
-
-def client(coll: Collection, **settings: Any) -> TestClient:
-    return TestClient(create_app(coll, ServerSettings(**settings)), raise_server_exceptions=False)
 
 
 def gallery_bytes(coll: Collection, label: str, seed: int) -> bytes:

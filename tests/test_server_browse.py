@@ -13,10 +13,9 @@ pytest.importorskip("multipart")
 
 import imagegen  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from server_util import GALLERY, make_collection  # noqa: E402
+from server_util import GALLERY, client, make_collection  # noqa: E402
 
 from lookalike.collection import Collection  # noqa: E402
-from lookalike.server import ServerSettings, create_app  # noqa: E402
 
 KEY = "browse-test-key"
 
@@ -26,10 +25,6 @@ def coll(tmp_path: Path) -> Iterator[Collection]:
     c = make_collection(tmp_path)
     yield c
     c.close()
-
-
-def client(coll: Collection, **settings: Any) -> TestClient:
-    return TestClient(create_app(coll, ServerSettings(**settings)), raise_server_exceptions=False)
 
 
 def _add(c: TestClient, item_id: str, label: str | None, seed: int, **headers: str) -> Any:

@@ -144,25 +144,25 @@ def _handler_classes() -> tuple[Callable[[_Watchdog], Any], Callable[[_Watchdog,
 
         conn._create_connection = create_and_register
 
-    class WatchedHTTPConnection(http.client.HTTPConnection):
+    class Watched:
+        """Mixed into an HTTP(S) connection: its sockets are registered with the watchdog."""
+
+        sock: Any
+
         def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, **kwargs)  # type: ignore[call-arg]
             self._watchdog = watchdog
             watch_create_connection(self, watchdog)
 
         def connect(self) -> None:
-            super().connect()
+            super().connect()  # type: ignore[misc]
             self._watchdog.register(self.sock)
 
-    class WatchedHTTPSConnection(http.client.HTTPSConnection):
-        def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._watchdog = watchdog
-            watch_create_connection(self, watchdog)
+    class WatchedHTTPConnection(Watched, http.client.HTTPConnection):
+        pass
 
-        def connect(self) -> None:
-            super().connect()
-            self._watchdog.register(self.sock)
+    class WatchedHTTPSConnection(Watched, http.client.HTTPSConnection):
+        pass
 
     class WatchedHTTPHandler(urllib.request.HTTPHandler):
         def __init__(self, watchdog: _Watchdog) -> None:
