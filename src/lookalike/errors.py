@@ -90,3 +90,21 @@ class MissingDependency(LookalikeError):
 
 class SparkJobError(LookalikeError):
     """A ``spark-index`` job failed on the cluster (not one bad file: those are skip rows)."""
+
+
+class ServiceUnavailable(LookalikeError):
+    """A service the collection lives on (Milvus, Redis) is down or unreachable. The CLI exits
+    3; the server answers 503 with ``Retry-After``. ``service`` names it, ``uri`` is shown
+    without credentials."""
+
+    exit_code = 3
+
+    def __init__(self, service: str, uri: str, detail: str = "") -> None:
+        self.service, self.uri, self.detail = service, uri, detail
+        tail = f": {detail}" if detail else ""
+        super().__init__(f"{service} at {uri} is unavailable{tail}")
+
+
+class BackendMismatch(CollectionError):
+    """A Milvus collection or Redis database holds something else than this collection
+    (other dimensions, metric, model or collection); the message names both."""
