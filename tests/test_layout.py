@@ -21,14 +21,18 @@ ALLOWED = {
     "ingest": {"models", "store"},
     "search": {"ingest", "models", "store"},
     "dedup": {"ingest", "models", "store", "report"},  # report: shared image helpers
-    "collection": {"ingest", "models", "store", "search", "dedup"},
+    "creation": {"models", "store"},  # a new collection folder for a model
+    # Milvus/Redis: publishing a folder's changes, searching, a replica's collection
+    "distributed": {"ingest", "models", "store", "search"},
+    "collection": {"ingest", "models", "store", "search", "dedup", "creation", "distributed"},
     "neighbors": {"collection", "search", "store"},
     "samples": set(),
     "report": {"search"},
     "evaluation": {"collection", "ingest", "models", "store", "search"},
-    "server": {"collection", "ingest", "models", "store", "search", "dedup"},
+    "server": {"collection", "ingest", "models", "store", "search", "dedup", "distributed"},
     "cli": {
         "collection",
+        "distributed",
         "ingest",
         "models",
         "store",

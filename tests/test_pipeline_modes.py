@@ -183,6 +183,7 @@ def _make_legacy(coll_dir: Path) -> None:
                 (pixel_hash(image, "sha1-16"), slot),
             )
         db.execute("DELETE FROM meta WHERE key = 'pixel_hash_kind'")
+        db.execute("DROP TABLE outbox")  # schema 3's
     db.execute("PRAGMA user_version = 1")
     db.close()
 

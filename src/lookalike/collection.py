@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .creation import create, create_new
+from .distributed.attached import attach, attached
 from .errors import (
     CollectionError,
     CollectionNotFound,
@@ -29,7 +31,7 @@ from .ingest.decode import DecodeLimits
 from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer
 from .ingest.report import IndexReport
-from .models.binding import bind_requested, model_summary, new_record, stored_embedder
+from .models.binding import bind_requested, model_summary, stored_embedder
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder, text_embedder_for_record
 from .search.hits import Hit
@@ -42,7 +44,10 @@ from .store.layout import MARKER, default_collection_dir
 from .store.rows import commit_rows, unit_rows
 from .store.vectors import VectorFile
 
-if TYPE_CHECKING:  # queries by text, terms and filters load their modules when used
+if TYPE_CHECKING:
+    from .distributed.config import (
+        RemoteSpec,
+    )  # queries by text, terms and filters load their modules when used
     from .search.compose import ComposedQuery
     from .search.where import Where
 
@@ -68,6 +73,7 @@ class Collection:
         self.vectors = VectorFile(
             root / "vectors.bin", config["vector_dtype"], int(config["vector_width"])
         )
+        self.remote = attached(config, self.catalog, self.vectors)  # Milvus/Redis, or None
         self.index = IndexManager(
             root / "index", self.dim, self.binary, self.catalog, self.vectors, readonly,
             self._write_lock,
@@ -168,36 +174,16 @@ class Collection:
 
     @classmethod
     def _create_new(
-        cls,
-        root: Path,
-        embedder: Embedder,
-        model_path: str | os.PathLike[str] | None,
-        threads: int | None = None,
+        cls, root: Path, embedder: Embedder, model_path: Any, threads: int | None = None
     ) -> Collection | None:
-        """Create a collection under the folder's lock, so that processes racing to create
-        it take turns; None when another one created it meanwhile (open it then). The model
-        is probed first: a model that cannot be used creates nothing."""
-        record = new_record(embedder, model_path)
-        root.mkdir(parents=True, exist_ok=True)
-        with layout.write_lock(root):
-            if (root / MARKER).is_file():
-                return None
-            layout.check_creatable(root)
-            return cls._create(root, embedder, model_path, threads, record)
+        config = create_new(root, embedder, model_path)  # None: another process created it
+        return None if config is None else cls(root, config, embedder, False, threads)
 
     @classmethod
     def _create(
-        cls,
-        root: Path,
-        embedder: Embedder,
-        model_path: str | os.PathLike[str] | None,
-        threads: int | None = None,
-        record: tuple[dict[str, Any], Any] | None = None,
+        cls, root: Path, embedder: Embedder, model_path: Any, threads: int | None = None
     ) -> Collection:
-        model_info, cache = record or new_record(embedder, model_path)
-        config = layout.new_config(model_info, str(embedder.row_dtype), embedder.row_width, cache)
-        layout.create_folder(root, config)  # or rewrites an empty collection's marker
-        return cls(root, config, embedder, readonly=False, threads=threads)
+        return cls(root, create(root, embedder, model_path), embedder, False, threads)
 
     def close(self) -> None:
         self.catalog.close()
@@ -241,14 +227,11 @@ class Collection:
     ) -> IndexReport:
         """Index ``sources`` (folders, files, manifests) incrementally.
 
-        New and changed files are embedded; unchanged ones (same size and mtime, or same
-        content hash) are not; renamed files keep their vectors; files that disappeared
-        from these sources are removed. ``decode``: "threads" (default) or "processes".
-
-        The filters of ``limits`` (``min_side``, ``max_aspect``) are settings of the
-        collection: without ``limits`` the stored ones apply; other values than the stored
-        ones are stored and re-applied to every item and filtered file (see
-        ``IndexReport.notes``).
+        New and changed files are embedded, unchanged ones (same size and mtime, or content
+        hash) not; renamed files keep their vectors; files gone from these sources are
+        removed. ``decode``: "threads" (default) or "processes". The filters of ``limits``
+        (``min_side``, ``max_aspect``) are collection settings: other values than the stored
+        ones are stored and re-applied to every item and filtered file.
         """
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
@@ -257,9 +240,11 @@ class Collection:
             workers = pipeline.default_workers(model_uses_cores=not self.binary)
         self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
         with self._write_lock():
-            return Indexer(
+            report = Indexer(
                 self, limits, workers, batch_size, progress, download_options, decode or "threads"
             ).run(sources)
+            self.publish()
+            return report
 
     def filters(self) -> dict[str, Any]:
         """The stored content filters: ``{"min_side": ..., "max_aspect": ...}`` (None = off)."""
@@ -276,20 +261,19 @@ class Collection:
         batch_size: int = 100_000,
         paths: Sequence[str | None] | None = None,
     ) -> int:
-        """Add items from precomputed vectors (no image files), e.g. embeddings made elsewhere.
-
-        Float vectors are L2-normalised; binary collections take packed uint8 rows.
-        Ids must be new. Returns the number added. ``paths`` optionally gives each item's
-        image file (the server stores uploads this way); the file must already be written.
-        """
+        """Add items from precomputed vectors (no image files): float rows are L2-normalised,
+        binary collections take packed uint8 rows; new ids only. Returns the number added.
+        ``paths``: each item's image file, already written (the server's uploads)."""
         rows = unit_rows(vectors, len(ids), self.vectors.width, self.binary)
         if len(set(ids)) != len(ids):
             raise InvalidInput("ids must be unique")
         with self._write_lock():
-            return commit_rows(
+            added = commit_rows(
                 self.catalog, self.vectors, self.index, ids, rows, labels, metadata, source,
                 batch_size, paths,
             )  # fmt: skip
+            self.publish()
+            return added
 
     def remove(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))
@@ -304,7 +288,25 @@ class Collection:
                 slots = self.catalog.delete(ids)
                 self.catalog.bump_generation()
             self.index.update(gen_before, added=[], removed=slots)
+            self.publish()
         return len(slots)
+
+    def use_store(self, spec: RemoteSpec) -> None:
+        """Publish to Milvus (and Redis) from now on (another store than the stored one is
+        refused); the stored items are queued."""
+        with self._write_lock():
+            config = attach(layout.read_config(self.root / MARKER), self.catalog, spec)
+            if config is not None:
+                layout.write_config(self.root, config)
+                self.config = config
+                self.remote = attached(config, self.catalog, self.vectors)
+
+    def publish(self) -> tuple[int, int]:
+        """Publish committed changes not yet in the remote store: (put, removed)."""
+        if self.remote is None:
+            return 0, 0
+        with self._write_lock():
+            return self.remote.publish()
 
     # -- search -------------------------------------------------------------------------
 
@@ -369,13 +371,14 @@ class Collection:
         label: str | None = None, where: str | Where | None = None, exclude_slot: int | None = None,
     ) -> list[Hit]:  # fmt: skip
         from .search.filtered import SlotCache, search_hits
+        from .search.where import as_where
 
+        if self.remote is not None:
+            return self.remote.search(vec, k, threshold, label, as_where(where), exclude_slot)
         if self._slot_cache is None:
             self._slot_cache = SlotCache()
         parts = (self.index.store(), self.catalog, self.vectors, self._slot_cache)
         return search_hits(parts, vec, k, threshold, label, where, exclude_slot)
-
-    # -- inspection and export ---------------------------------------------------------
 
     def get(self, item_id: str) -> Item:
         item = self.catalog.get(item_id)
@@ -384,9 +387,8 @@ class Collection:
         return item
 
     def pixel_hashes(self, items: Iterable[Item]) -> dict[str, bytes]:
-        """Full-resolution pixel hashes of ``items``, by id. Items indexed from a drafted
-        JPEG decode have none stored: their unchanged files are decoded in full now, and the
-        hashes saved unless another writer holds the collection (``ingest/pipeline.py``)."""
+        """Full-resolution pixel hashes of ``items`` by id: those drafted JPEG decodes lack are
+        computed now and saved unless another writer holds the collection."""
         out, computed = pipeline.pixel_hashes(items, self.catalog.pixel_hash_kind)
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
@@ -396,7 +398,8 @@ class Collection:
 
     def info(self) -> dict[str, Any]:
         info = layout.describe(self.root, self.config, self.catalog, self.vectors, self.index)
-        return {**info, **model_summary(self.config["model"])}
+        remote = {"remote": self.remote.info()} if self.remote is not None else {}
+        return {**info, **model_summary(self.config["model"]), **remote}
 
     def items(self) -> Iterator[Item]:
         return self.catalog.items()
@@ -407,12 +410,9 @@ class Collection:
         return export_collection(self.catalog, self.vectors, self.binary, fmt, Path(out))
 
     def duplicates(
-        self,
-        level: str = "near",
-        threshold: float | None = None,
-        against: Collection | None = None,
-        hashes: str = "all",
-    ) -> list[Any]:
+        self, level: str = "near", threshold: float | None = None,
+        against: Collection | None = None, hashes: str = "all",
+    ) -> list[Any]:  # fmt: skip
         """Duplicate groups (``lookalike.dedup.finder.Group``): level exact, near or similar."""
         from .dedup.finder import find_duplicates
 

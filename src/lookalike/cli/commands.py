@@ -28,14 +28,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ..ingest.download import DownloadOptions
     from ..store.settings import KNOBS
     from .progress import Progress
+    from .remote import remote_lines, remote_spec
 
+    spec = remote_spec(args)  # checked before anything is opened
     options = {name: getattr(args, name) for name in [*KNOBS, "recall_target"]}
-    configure = (
+    configure = spec is None and (
         args.index_type is not None
         or args.max_memory is not None
         or any(v is not None for v in options.values())
     )
-    if not args.sources and not configure:
+    if not args.sources and not configure and spec is None:
         if args.model_path is None:
             raise InvalidInput(
                 "give a SOURCE to index, --index / --max-memory / --recall-target / a knob to"
@@ -64,7 +66,19 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     coll = _open(args, create=True, model=args.model, model_path=args.model_path)
     _print_notes(coll.notes)
-    if configure:
+    try:
+        if spec is not None:
+            coll.use_store(spec)
+            coll.publish()  # items stored before the store was chosen
+        elif coll.remote is not None:
+            coll.publish()  # left over by an interrupted run
+    except LookalikeError:
+        coll.close()
+        raise
+    if args.index_type == "ivf-flat" and coll.remote is None:
+        coll.close()
+        raise InvalidInput("ivf-flat is a Milvus index: give it with --store milvus")
+    if configure and coll.remote is None:
         try:
             _notes(coll.index.configure(args.index_type, args.max_memory, **options))
         except LookalikeError:
@@ -107,6 +121,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             ),
         )
         idx = coll.index.ensure() if len(coll) else coll.index.info()
+        remote = None
+        if coll.remote is not None:
+            coll.remote.measure_recall()
+            remote = coll.remote.info()
     finally:
         if progress:
             progress.close()
@@ -125,7 +143,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  skipped {path}: {reason}{' (' + detail + ')' if detail else ''}")
         if len(report.skipped_files) > 10:
             print(f"  ... and {len(report.skipped_files) - 10} more (`lookalike info` lists them)")
-        if idx.get("count"):
+        if remote is not None:
+            print("\n".join(remote_lines(remote)))
+        elif idx.get("count"):
             print(_index_line(idx))
     _print_index_notes(idx)
     return 0
@@ -213,9 +233,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         device = resolve_device()
         print(f"device:     {device.describe()}" + (f" ({device.note})" if device.note else ""))
-    print(_index_line(idx))
+    if info.get("remote"):
+        from .remote import remote_lines
+
+        print("\n".join(remote_lines(info["remote"])))
+    else:
+        print(_index_line(idx))
     for key in ("note", "warning"):
-        if idx.get(key):
+        if idx.get(key) and not info.get("remote"):
             print(f"            {key}: {idx[key]}")
     print(f"vectors:    {info['vectors']['bytes']} bytes ({info['vectors']['dtype']})")
     print(f"skipped:    {len(info['skipped'])}")

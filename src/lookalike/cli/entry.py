@@ -22,6 +22,7 @@ from .argtypes import (
     score,
 )
 from .commands import cmd_export, cmd_index, cmd_info, cmd_remove
+from .remote import add_store_arguments
 from .search import add_search_arguments, cmd_models, cmd_search
 
 EXIT_USAGE = 2
@@ -187,10 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--index",
         dest="index_type",
-        choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh"],
+        choices=["auto", "flat", "hnsw", "ivf-sq8", "ivf-pq", "lsh", "ivf-flat"],
         help=f"search index, remembered by the collection: auto (default: exact flat search "
         f"up to {AUTO_EXACT_MAX_HELP:,} items, then ivf-sq8, or ivf-pq when --max-memory is too "
-        "small for ivf-sq8), flat (exact), hnsw, ivf-sq8, ivf-pq, lsh",
+        "small for ivf-sq8), flat (exact), hnsw, ivf-sq8, ivf-pq, lsh; with --store milvus: "
+        "the Milvus index auto, flat, ivf-flat, ivf-sq8 or hnsw (--nlist, --nprobe, --hnsw-m, "
+        "--ef-construction, --ef-search)",
     )
     p.add_argument(
         "--max-memory",
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "memory-mapped apart)",
     )
     _index_knobs(p)
+    add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

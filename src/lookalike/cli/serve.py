@@ -68,6 +68,28 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="create the collection with this model if it does not exist yet",
     )
+    stateless = p.add_argument_group(
+        "stateless replica (no collection folder: vectors in Milvus, metadata in Redis)"
+    )
+    stateless.add_argument(
+        "--milvus-uri", metavar="URI", help="Milvus server (http://HOST:19530) or Lite file"
+    )
+    stateless.add_argument(
+        "--milvus-collection", metavar="NAME", help="Milvus collection (default lookalike)"
+    )
+    stateless.add_argument(
+        "--metadata", metavar="URI", help="Redis holding the items (redis://HOST:6379/0)"
+    )
+    stateless.add_argument(
+        "--uploads",
+        metavar="DIR",
+        help="folder every replica can read (e.g. a network mount) for images added by upload",
+    )
+    stateless.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="where this machine has the collection's local model folder (checked by content)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -93,17 +115,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "reach it can add and remove items",
             file=sys.stderr,
         )
-    coll = Collection.open(args.collection, args.model, create=args.model is not None)
+    target: Any
+    if args.milvus_uri is not None or args.metadata is not None:
+        target, app = _stateless(args, settings)
+        what = f"{target.spec.display} ({len(target)} items)"
+    else:
+        if args.uploads is not None or args.model_path is not None:
+            raise InvalidInput("--uploads and --model-path are for a replica: give --milvus-uri")
+        target = Collection.open(args.collection, args.model, create=args.model is not None)
+        what = f"{target.root} ({len(target)} items)"
+        try:
+            app = create_app(target, settings)
+        except BaseException:
+            target.close()
+            raise
     try:
-        app = create_app(coll, settings)
         import uvicorn
 
         from ..server.protocol import json_http_protocol
 
-        print(
-            f"lookalike: serving {coll.root} ({len(coll)} items) on http://{args.host}:{args.port}/",
-            file=sys.stderr,
-        )
+        print(f"lookalike: serving {what} on http://{args.host}:{args.port}/", file=sys.stderr)
         uvicorn.run(
             app,
             host=args.host,
@@ -114,8 +145,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=args.verbose > 0,
         )
     finally:
-        coll.close()
+        target.close()
     return 0
+
+
+def _stateless(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
+    """The replica's ServedCollection and app (Milvus + Redis + the shared uploads)."""
+    from pathlib import Path
+
+    from ..distributed.config import RemoteSpec
+    from ..distributed.served import ServedCollection
+    from ..server import create_app
+
+    if args.milvus_uri is None or args.metadata is None:
+        raise InvalidInput("a stateless replica needs both --milvus-uri and --metadata")
+    if args.collection is not None:
+        raise InvalidInput("a replica has no collection folder: drop --collection")
+    if args.uploads is None:
+        raise InvalidInput("a replica needs --uploads DIR, a folder every replica can read")
+    spec = RemoteSpec.parse(args.milvus_uri, args.milvus_collection, None, None, args.metadata)
+    served = ServedCollection(spec, model=args.model, model_path=args.model_path)
+    try:
+        return served, create_app(served, settings, uploads=Path(args.uploads).resolve())
+    except BaseException:
+        served.close()
+        raise
 
 
 def _is_loopback(host: str) -> bool:

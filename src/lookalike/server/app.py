@@ -12,8 +12,11 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..collection import Collection
+from ..distributed.served import ServedCollection
+from ..errors import InvalidInput
 from .metrics import Metrics
 from .middleware import BodyLimit, KeyGate, Observe, install_error_handlers
+from .remote_service import RemoteService
 from .routes.browse import add_browse_routes
 from .routes.common import Wiring, access_dependencies
 from .routes.items import add_item_routes
@@ -25,18 +28,27 @@ _SLACK = 64 * 1024  # multipart boundaries and form fields on top of the upload 
 
 
 def create_app(
-    collection_dir: str | Path | Collection, settings: ServerSettings | None = None
+    collection_dir: str | Path | Collection | ServedCollection,
+    settings: ServerSettings | None = None,
+    *,
+    uploads: Path | None = None,
 ) -> FastAPI:
-    """The app serving the collection in ``collection_dir`` (or an open, writable Collection).
-
-    The collection is opened once, for reading and writing; the server is its writer.
-    """
+    """The app serving the collection in ``collection_dir`` (or an open, writable Collection),
+    opened once for reading and writing (the server is its writer); or, stateless, a
+    :class:`ServedCollection` (Milvus + Redis) with the shared ``uploads`` folder."""
     settings = settings or ServerSettings()
-    if isinstance(collection_dir, Collection):
-        coll = collection_dir
+    service: Service
+    root: Path | None = None
+    if isinstance(collection_dir, ServedCollection):
+        if uploads is None:
+            raise InvalidInput("a replica serving from Milvus needs --uploads DIR (shared)")
+        service = RemoteService(collection_dir, settings, uploads)
     else:
-        coll = Collection.open(collection_dir, create=False)
-    service = Service(coll, settings)
+        if isinstance(collection_dir, Collection):
+            coll = collection_dir
+        else:
+            coll = Collection.open(collection_dir, create=False)
+        service, root = Service(coll, settings), coll.root
     metrics = Metrics()
 
     app = FastAPI(
@@ -58,7 +70,7 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
-    install_error_handlers(app, coll.root)
+    install_error_handlers(app, root)
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + _SLACK)
     app.add_middleware(KeyGate, settings=settings)  # outside BodyLimit: 401 before 413

@@ -15,18 +15,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..distributed.served import ItemExists
 from ..errors import (
     DownloadError,
     ImageRejected,
     InvalidInput,
     ItemNotFound,
     LookalikeError,
+    ServiceUnavailable,
 )
 from .limits import Busy
 from .metrics import Metrics
 from .security import check_api_key
 from .service import Conflict
 from .settings import ServerSettings
+
+RETRY_AFTER_S = 5  # a dependency (Milvus, Redis) is down: what 503 answers suggest
 
 __all__ = ["BodyLimit", "KeyGate", "Observe", "install_error_handlers"]
 
@@ -44,7 +48,7 @@ def _status_for(exc: LookalikeError) -> int:
         return {"too-large": 413, "not-an-image": 415}.get(exc.reason, 400)
     if isinstance(exc, ItemNotFound):
         return 404
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | ItemExists):
         return 409
     if isinstance(exc, InvalidInput | DownloadError):
         return 400
@@ -73,6 +77,8 @@ def install_error_handlers(app: FastAPI, root: Path | None = None) -> None:
         message = _one_line(_without_paths(str(exc), root))
         if isinstance(exc, Busy):
             return _error(503, message, {"Retry-After": str(exc.retry_after)})
+        if isinstance(exc, ServiceUnavailable):  # Milvus or Redis down: try again soon
+            return _error(503, message, {"Retry-After": str(RETRY_AFTER_S)})
         return _error(_status_for(exc), message)
 
     async def http_error(_req: Request, exc: Exception) -> Response:

@@ -72,6 +72,19 @@ class NoImage(ItemNotFound):
 class Service:
     def __init__(self, coll: Collection, settings: ServerSettings) -> None:
         self.coll = coll
+        self._setup(settings, coll.root, coll.config["model"], coll.binary, coll.vectors.width)
+        self.browse_source: Any = coll.catalog  # GET /items and /labels (server/browse.py)
+        coll.embedder.load()
+        _single_threaded_faiss()
+        with self.lock.write():
+            coll.index.store()  # load (or rebuild) the index before the first request
+        sweep(coll, settings.thumbnail_px)  # leftovers of crashes and removals
+
+    def _setup(
+        self, settings: ServerSettings, root: Path, model: dict[str, Any], binary: bool, width: int
+    ) -> None:
+        """What every service has: limits, locks, the upload and thumbnail folders."""
+        self.model, self.binary, self.width = model, binary, width
         self.settings = settings
         self.lock = RWLock()
         self.limits = DecodeLimits(max_megapixels=settings.max_megapixels)
@@ -89,15 +102,14 @@ class Service:
             int(settings.decode_memory_mb * 2**20), "decoding images", wait=settings.busy_wait
         )
         self._writer = threading.Lock()  # one server write at a time
-        self.uploads = coll.root / UPLOADS
-        self.thumbs = coll.root / THUMBS
-        coll.embedder.load()
-        _single_threaded_faiss()
-        with self.lock.write():
-            coll.index.store()  # load (or rebuild) the index before the first request
-        sweep(coll, settings.thumbnail_px)  # leftovers of crashes and removals
+        self.uploads = root / UPLOADS
+        self.thumbs = root / THUMBS
 
     # -- reading ---------------------------------------------------------------------
+
+    def dependencies(self) -> dict[str, str]:
+        """Services this server depends on and their state (none for a collection folder)."""
+        return {}
 
     def info(self) -> dict[str, Any]:
         model = self.coll.config["model"]
@@ -205,8 +217,7 @@ class Service:
     def parse_vector(self, value: Any) -> np.ndarray:
         """A query vector from JSON: floats for cosine models, a hex string (or a list of
         byte values) of packed bits for Hamming models."""
-        coll = self.coll
-        if coll.binary:
+        if self.binary:
             if isinstance(value, str):
                 try:
                     raw = bytes.fromhex(value)
@@ -231,10 +242,13 @@ class Service:
             row = np.asarray(value, dtype=np.float64)
             if not np.all(np.isfinite(row)):
                 raise QueryError("vector values must be finite numbers")
-        if row.size != coll.vectors.width:
-            unit = "bytes" if coll.binary else "values"
-            raise QueryError(f"vector has {row.size} {unit}, expected {coll.vectors.width}")
-        vec, _, _ = coll.query_vector(row.astype(coll.vectors.dtype))
+        if row.size != self.width:
+            unit = "bytes" if self.binary else "values"
+            raise QueryError(f"vector has {row.size} {unit}, expected {self.width}")
+        return self._as_query(row)
+
+    def _as_query(self, row: np.ndarray) -> np.ndarray:
+        vec, _, _ = self.coll.query_vector(row.astype(self.coll.vectors.dtype))
         return vec
 
     # -- embedding -------------------------------------------------------------------
@@ -246,7 +260,10 @@ class Service:
             raise ImageRejected("too-large", f"upload over {self.settings.max_upload_bytes} bytes")
         _, pixels = sniff(data)
         with self.decodes.hold(decode_cost(pixels)):
-            return self.coll.embed_image(data, self.limits)
+            return self._embed_image(data)
+
+    def _embed_image(self, data: bytes) -> np.ndarray:
+        return self.coll.embed_image(data, self.limits)
 
     def fetch(self, url: str) -> bytes:
         if not self.settings.allow_urls:
@@ -258,7 +275,7 @@ class Service:
 
     def vector_json(self, vec: np.ndarray) -> list[float] | str:
         row = vec[0]
-        if self.coll.binary:
+        if self.binary:
             return bytes(np.asarray(row, dtype=np.uint8)).hex()
         return [float(x) for x in row]
 

@@ -202,3 +202,8 @@ def describe(
             {"path": s.path, "reason": s.reason, "detail": s.detail} for s in catalog.skipped()
         ],
     }
+
+
+def write_config(root: Path, config: dict[str, Any]) -> None:
+    """Rewrite the marker (call under the writers' lock)."""
+    write_json_atomic(root / MARKER, config)

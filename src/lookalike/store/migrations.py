@@ -62,6 +62,18 @@ def _m002_pixel_hash_kind(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('pixel_hash_kind', ?)", (kind,))
 
 
+def _m003_outbox(db: sqlite3.Connection) -> None:
+    """The ids whose items changed and are not yet published to a remote store (Milvus,
+    Redis): filled by triggers in the same transaction as the change, emptied once the
+    change is published (``store/outbox.py``). Collections without a remote store have the
+    table but no triggers."""
+    db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL)")
+
+
 # Numbered migrations: position i+1 is schema version i+1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_pixel_hash_kind]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_initial,
+    _m002_pixel_hash_kind,
+    _m003_outbox,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

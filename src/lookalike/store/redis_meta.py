@@ -299,6 +299,12 @@ class RedisMetadata:
     def get_one(self, item_id: str) -> Item | None:
         return self.get([item_id])[0]
 
+    def page_at(self, offset: int, limit: int) -> list[Item]:
+        """Up to ``limit`` ready items from position ``offset`` in id order (browsing)."""
+        with self._guard():
+            ids = list(self._client.zrange(self._k_ids, offset, offset + limit - 1))
+        return [item for item in self.get(ids) if item is not None]
+
     def count(self) -> int:
         with self._guard():
             return int(self._client.zcard(self._k_ids))

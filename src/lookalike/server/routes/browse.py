@@ -40,7 +40,7 @@ class ItemPage(BaseModel):
 
 def add_browse_routes(app: FastAPI, wiring: Wiring) -> None:
     """``GET /items`` and ``GET /labels``."""
-    browser = Browser(wiring.service.coll.catalog, wiring.service.lock)
+    browser = Browser(wiring.service.browse_source, wiring.service.lock)
     auth = (401,) if wiring.settings.api_key_all else ()
 
     @app.get(

@@ -10,6 +10,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from ... import __version__
 from ...models.loader import has_text_tower
+from ..middleware import RETRY_AFTER_S
+from ..responses import SafeJSONResponse, errors
 from .common import Wiring
 
 _STATIC = {
@@ -112,11 +114,19 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
 
     # -- service ---------------------------------------------------------------------
 
-    @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        """Liveness and what this server offers (the web page reads it)."""
+    @app.get("/health", tags=["service"], responses=errors(503))
+    def health() -> Any:
+        """Liveness and what this server offers (the web page reads it). A replica serving
+        from Milvus and Redis lists them under ``dependencies``: 503 when one is down."""
+        deps = service.dependencies()
+        if any(state != "ok" for state in deps.values()):
+            return SafeJSONResponse(
+                {"status": "unavailable", "version": __version__, "dependencies": deps},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         info = service.info() if not settings.api_key_all else {}
-        text_search = has_text_tower(service.coll.config["model"])  # a file check at most
+        text_search = has_text_tower(service.model)  # a file check at most
         return {
             "status": "ok",
             "version": __version__,
@@ -127,6 +137,7 @@ def add_page_routes(app: FastAPI, wiring: Wiring) -> None:
             **{k: info[k] for k in ("items", "model", "dim", "metric") if k in info},
             # the page enables its text box by this (with --api-key-all: not told, tried)
             **({"text_search": text_search} if info else {}),
+            **({"dependencies": deps} if deps else {}),
         }
 
     @app.get(

@@ -58,7 +58,6 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
     """``POST /embed``, ``POST /search`` and ``GET /items/{id}/similar``. Add these before
     the item routes: ids may contain "/", so ``/items/{id}`` would take ``.../similar``."""
     service, settings = wiring.service, wiring.settings
-    coll = service.coll
     read_dep = wiring.read_dep
     max_k = settings.max_k
     auth = (401,) if settings.api_key_all else ()
@@ -82,12 +81,12 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
             except ImageRejected as exc:
                 raise ImageRejected(exc.reason, f"file {n}: {exc.detail or exc.reason}") from None
             vectors.append(service.vector_json(vec))
-        model = coll.config["model"]
+        model = service.model
         return {
             "model": model["name"],
             "dim": model["dim"],
             "metric": model["metric"],
-            "encoding": "packed-bits-hex" if coll.binary else "float32",
+            "encoding": "packed-bits-hex" if service.binary else "float32",
             "vectors": vectors,
         }
 

@@ -1,0 +1,107 @@
+"""The distributed-mode flags: ``index --store milvus --milvus-uri URI [--milvus-collection
+NAME] [--metadata redis://...]`` and what ``index``/``info`` print about the remote store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ..distributed.config import RemoteSpec
+
+# our knob names (store/settings.py) -> the Milvus parameter names of distributed/config.py
+KNOB_PARAMS = {
+    "nlist": "nlist",
+    "nprobe": "nprobe",
+    "hnsw_m": "m",
+    "ef_construction": "ef_construction",
+    "ef_search": "ef_search",
+}
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        choices=("embedded", "milvus"),
+        help="where vectors are searched: embedded (default: FAISS files in the folder) or"
+        " milvus (remembered; needs --milvus-uri and the milvus extra)",
+    )
+    p.add_argument(
+        "--milvus-uri",
+        metavar="URI",
+        help="Milvus server (http://HOST:19530) or a Milvus Lite file (PATH.db); credentials"
+        " from $LOOKALIKE_MILVUS_TOKEN or $LOOKALIKE_MILVUS_USER/$LOOKALIKE_MILVUS_PASSWORD",
+    )
+    p.add_argument(
+        "--milvus-collection",
+        metavar="NAME",
+        help="Milvus collection name (default lookalike)",
+    )
+    p.add_argument(
+        "--metadata",
+        metavar="URI",
+        help="keep item metadata in Redis (redis://HOST:6379/0; password from"
+        " $LOOKALIKE_REDIS_PASSWORD) so that `lookalike serve` replicas need no folder",
+    )
+
+
+def remote_spec(args: argparse.Namespace) -> RemoteSpec | None:
+    """The remote store the flags ask for, checked before anything is opened; None: none."""
+    store = getattr(args, "store", None)
+    uri = getattr(args, "milvus_uri", None)
+    others = [
+        flag
+        for flag, value in (
+            ("--milvus-collection", getattr(args, "milvus_collection", None)),
+            ("--metadata", getattr(args, "metadata", None)),
+        )
+        if value is not None
+    ]
+    if store == "embedded":
+        if uri is not None or others:
+            raise InvalidInput(
+                "--store embedded takes no --milvus-uri, --milvus-collection or --metadata"
+            )
+        return None
+    if store is None and uri is None:
+        if others:
+            raise InvalidInput(f"{others[0]} needs --store milvus --milvus-uri URI")
+        return None
+    if uri is None:
+        raise InvalidInput("--store milvus needs --milvus-uri (http://HOST:19530 or FILE.db)")
+    from ..distributed.config import RemoteSpec
+
+    index = getattr(args, "index_type", None)
+    params = {
+        name: getattr(args, knob, None)
+        for knob, name in KNOB_PARAMS.items()
+        if isinstance(getattr(args, knob, None), int)
+    }
+    if getattr(args, "pq_m", None) is not None:
+        raise InvalidInput("--pq-m is for the embedded ivf-pq index; a Milvus store has none")
+    return RemoteSpec.parse(uri, args.milvus_collection, index, params, args.metadata)
+
+
+def remote_lines(info: dict[str, Any]) -> list[str]:
+    """What ``index`` and ``info`` print about a remote store."""
+    params = info.get("params") or {}
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    lines = [
+        f"store:      {info['store']}",
+        f"            {info.get('type')} ({info.get('index_type')}{', ' + knobs if knobs else ''}),"
+        f" {info.get('count')} vectors",
+    ]
+    measured = info.get("measured")
+    if measured:
+        lines.append(
+            f"            recall@10 {measured['recall_at_10']:.3f} against exact search"
+            f" ({measured['queries']} queries over {measured['items']} items)"
+        )
+    if info.get("pending_publish"):
+        lines.append(
+            f"            {info['pending_publish']} changes not yet published (the next"
+            " index, remove or import publishes them)"
+        )
+    return lines

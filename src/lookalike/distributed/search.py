@@ -1,0 +1,120 @@
+"""Searching a Milvus-backed collection: Milvus ranks, the metadata store completes the hits.
+
+Label and ``--where`` filters are pushed down to Milvus as boolean expressions
+(``search/milvus_filter.py``), so Milvus returns the best matching items, not the best items
+filtered afterwards. Only ids whose metadata is ready are shown (``publisher.py``); when some
+are hidden (an add or removal in flight) the search asks Milvus for more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..errors import InvalidInput, ItemNotFound
+from ..search.hits import Hit
+
+if TYPE_CHECKING:
+    from ..search.where import Where
+    from ..store.catalog import Catalog, Item
+    from ..store.milvus import MilvusVectors
+
+MILVUS_TOPK = 16384  # the most results Milvus returns for one query
+
+
+class MetadataSource(Protocol):
+    """Where hits get their records: Redis (``RedisMetadata``) or the local catalog."""
+
+    def get(self, ids: Sequence[str]) -> list[Item | None]: ...
+
+    def count(self) -> int: ...
+
+    def labels(self) -> dict[str, int]: ...
+
+
+class CatalogMetadata:
+    """The local catalog as a :class:`MetadataSource` (``--store milvus`` without Redis)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def get(self, ids: Sequence[str]) -> list[Item | None]:
+        return [self.catalog.get(i) for i in ids]
+
+    def count(self) -> int:
+        return self.catalog.count()
+
+    def labels(self) -> dict[str, int]:
+        return {k: v for k, v in self.catalog.label_counts().items() if k is not None}
+
+
+def expression(label: str | None, where: Where | None) -> tuple[str | None, Where | None]:
+    """(the Milvus expression, the part left to check in Python: None when all pushed)."""
+    from ..search.milvus_filter import label_expr, to_milvus
+
+    parts = [label_expr(label)] if label is not None else []
+    rest = None
+    if where is not None:
+        try:
+            parts.append(to_milvus(where))
+        except InvalidInput:
+            rest = where  # not expressible in Milvus: checked on the returned items
+    return (" and ".join(f"({p})" for p in parts) or None), rest
+
+
+def search_hits(
+    milvus: MilvusVectors,
+    meta: MetadataSource,
+    vec: np.ndarray,
+    k: int,
+    *,
+    threshold: float | None = None,
+    label: str | None = None,
+    where: Where | None = None,
+    exclude: Sequence[str] = (),
+) -> list[Hit]:
+    """The best ``k`` ready items for the query row ``vec`` (1 x dim)."""
+    expr, rest = expression(label, where)
+    skip = set(exclude)
+    limit = min(MILVUS_TOPK, k + len(skip))
+    while True:
+        found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
+        hits: list[Hit] = []
+        ids = [i for i, _ in found if i not in skip]
+        scores = {i: s for i, s in found}
+        for item_id, item in zip(ids, meta.get(ids), strict=True):
+            score = scores[item_id]
+            if threshold is not None and score < threshold:
+                break
+            if item is None or (rest is not None and not rest.matches(item.label, item.metadata)):
+                continue
+            hits.append(_hit(len(hits) + 1, item, score))
+            if len(hits) == k:
+                return hits
+        exhausted = len(found) < limit or limit >= MILVUS_TOPK
+        below = threshold is not None and found and found[-1][1] < threshold
+        if exhausted or below:
+            return hits
+        limit = min(MILVUS_TOPK, limit * 4)
+
+
+def _hit(rank: int, item: Item, score: float) -> Hit:
+    return Hit(
+        rank=rank,
+        id=item.id,
+        score=float(score),
+        path=item.path,
+        label=item.label,
+        url=item.url,
+        metadata=item.metadata,
+    )
+
+
+def item_vector(milvus: MilvusVectors, item_id: str) -> np.ndarray:
+    """The stored vector of ``item_id`` as a 1-row query (ItemNotFound if Milvus has none)."""
+    rows = milvus.vectors_of([item_id])
+    if item_id not in rows:
+        raise ItemNotFound(f"no item with id {item_id!r}")
+    return np.atleast_2d(rows[item_id])
