@@ -26,6 +26,7 @@ ALLOWED = {
     "samples": set(),
     "report": {"search"},
     "evaluation": {"collection", "ingest", "models", "store", "search"},
+    "client": {"search"},  # the HTTP client: the Hit shape, no server code
     "server": {"collection", "ingest", "models", "store", "search", "dedup"},
     "cli": {
         "collection",
