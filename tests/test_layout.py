@@ -29,6 +29,7 @@ ALLOWED = {
     "samples": set(),
     "report": {"search"},
     "evaluation": {"collection", "ingest", "models", "store", "search"},
+    "client": {"search"},  # the HTTP client: the Hit shape, no server code
     "server": {"collection", "ingest", "models", "store", "search", "dedup", "distributed"},
     "cli": {
         "collection",
