@@ -20,8 +20,9 @@ from tiny_models import make_pooling_model, write_local_model
 pytest.importorskip("pymilvus", reason="distributed mode needs the milvus extra")
 pytest.importorskip("redis", reason="distributed mode needs the redis extra")
 
-from lookalike.store.catalog import Catalog  # noqa: E402
 from lookalike.store.milvus import MilvusVectors  # noqa: E402
+
+from lookalike.store.catalog import Catalog  # noqa: E402
 from lookalike.store.redis_meta import RedisMetadata  # noqa: E402
 
 
@@ -127,6 +128,8 @@ def test_without_the_extras_the_flags_name_the_extra(
             "from lookalike.cli.entry import main\n"
             f"sys.exit(main({['index', str(photos / 'hat'), '--collection', str(tmp_path / blocked), '--model-path', str(model), '--store', 'milvus', *flags]!r}))"
         )
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 3, r.stderr
         assert extra in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

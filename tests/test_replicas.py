@@ -70,7 +70,14 @@ def replicas(
     name = "r" + uuid.uuid4().hex[:12]
     redis_uri = redis_server.uri + "/6"
     RedisMetadata(redis_uri).flush_namespace()
-    flags = ["--milvus-uri", milvus_server.uri, "--milvus-collection", name, "--metadata", redis_uri]
+    flags = [
+        "--milvus-uri",
+        milvus_server.uri,
+        "--milvus-collection",
+        name,
+        "--metadata",
+        redis_uri,
+    ]
     r = cli(
         "index", str(photos), "--collection", str(tmp_path / "coll"), "--model-path", str(model),
         "--store", "milvus", "--index", "ivf-sq8", "--nlist", "8", "--nprobe", "8", *flags,

@@ -68,6 +68,10 @@ class ItemNotFound(InvalidInput):
     pass
 
 
+class ItemExists(InvalidInput):
+    """An id that is already taken (by a stored item, or an add in flight elsewhere)."""
+
+
 class ModelUnavailable(LookalikeError):
     """The model's files could not be found or loaded; the message is a user-facing paragraph."""
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import (
     ImageRejected,
     InvalidInput,
+    ItemExists,
     ItemNotFound,
     LookalikeError,
     QueryError,
@@ -35,10 +36,6 @@ __all__ = [
 ]
 
 SERVICE = "lookalike server"
-
-
-class ItemExists(InvalidInput):
-    """The server refused an add: an id that is already stored (HTTP 409)."""
 
 
 class Unauthorized(LookalikeError):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemNotFound
+from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemExists, ItemNotFound
 from ..search.hits import Hit
 from .config import RemoteSpec, open_milvus, open_redis
 from .search import item_vector, search_hits
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from ..store.catalog import Item
     from ..store.milvus import MilvusVectors
     from ..store.redis_meta import RedisMetadata
-
-
-class ItemExists(InvalidInput):
-    """An id that is already taken (by a stored item, or an add in flight elsewhere)."""
 
 
 @dataclass
@@ -78,7 +74,7 @@ class ServedCollection:
             )
         if ident.get("collection") != spec.collection:
             raise BackendMismatch(
-                f"Redis {probe.display} holds collection {ident.get('collection')!r}, not"
+                f"Redis {probe.address.display} holds collection {ident.get('collection')!r}, not"
                 f" {spec.collection!r}"
             )
         self.model: dict[str, Any] = record

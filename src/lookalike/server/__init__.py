@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..collection import Collection
+    from ..distributed.served import ServedCollection
     from .settings import ServerSettings
 
 __all__ = ["ServerSettings", "create_app", "require_server_extra"]
@@ -35,13 +36,16 @@ def require_server_extra() -> None:
 
 
 def create_app(
-    collection_dir: str | Path | Collection, settings: ServerSettings | None = None
+    collection_dir: str | Path | Collection | ServedCollection,
+    settings: ServerSettings | None = None,
+    *,
+    uploads: Path | None = None,
 ) -> Any:
     """The FastAPI app serving a collection (see :mod:`lookalike.server.app`)."""
     require_server_extra()
     from .app import create_app as _create
 
-    return _create(collection_dir, settings)
+    return _create(collection_dir, settings, uploads=uploads)
 
 
 def __getattr__(name: str) -> Any:

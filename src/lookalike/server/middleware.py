@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..distributed.served import ItemExists
 from ..errors import (
     DownloadError,
     ImageRejected,
     InvalidInput,
+    ItemExists,
     ItemNotFound,
     LookalikeError,
     ServiceUnavailable,

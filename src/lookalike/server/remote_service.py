@@ -190,7 +190,7 @@ class RedisBrowse:
         return time.monotonic()  # never cached: other replicas change it
 
     def label_counts(self) -> dict[str | None, int]:
-        labels: dict[str | None, int] = dict(self.served.redis.labels())
+        labels: dict[str | None, int] = {k: v for k, v in self.served.redis.labels().items()}
         unlabelled = len(self.served) - sum(v for v in labels.values() if v)
         if unlabelled > 0:
             labels[None] = unlabelled
