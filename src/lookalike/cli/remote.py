@@ -11,13 +11,13 @@ from ..errors import InvalidInput
 if TYPE_CHECKING:
     from ..distributed.config import RemoteSpec
 
-# our knob names (store/settings.py) -> the Milvus parameter names of distributed/config.py
+# our knob names (store/settings.py) -> Milvus' index parameter names (store/milvus_index.py)
 KNOB_PARAMS = {
     "nlist": "nlist",
     "nprobe": "nprobe",
-    "hnsw_m": "m",
-    "ef_construction": "ef_construction",
-    "ef_search": "ef_search",
+    "hnsw_m": "M",
+    "ef_construction": "efConstruction",
+    "ef_search": "ef",
 }
 
 

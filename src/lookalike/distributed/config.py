@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..store.redis_meta import RedisMetadata
 
 INDEX_KINDS = ("auto", "flat", "ivf-flat", "ivf-sq8", "hnsw")
-PARAM_NAMES = ("nlist", "nprobe", "m", "ef_construction", "ef_search")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 DEFAULT_COLLECTION = "lookalike"
 

@@ -1,0 +1,310 @@
+"""Embedded FAISS store against Milvus Lite and a real Milvus server, side by side in one run.
+
+Part 1, the same N x D vectors (a clustered Gaussian mixture, default 200k x 512) in:
+  * the embedded store (``Collection.add_vectors``, index ``auto``: IVF-SQ8 tuned to recall 0.95),
+  * Milvus Lite (``ivf-flat``, nlist 512, nprobe 16: Lite has no IVF_SQ8),
+  * the Milvus standalone server (the replaced pipeline's ``ivf-sq8``, nlist 512, nprobe 16;
+    and ``hnsw``),
+reporting build time, recall@10 against exact search (FAISS flat) on held-out queries, and
+single-query p50/p99 in-process.
+
+Part 2, the real MobileNetV2 collection of the clothing photos (``--model-path``,
+``--photos``; skipped when absent): the same measurements on its 1280-d vectors.
+
+Part 3, serving ``GET /items/{id}/similar`` with C clients for T seconds through
+``lookalike serve``: the embedded folder; then the folder published to the Milvus server
+and Redis (``index --store milvus --metadata``) served by one stateless replica, and by two
+replicas sharing Milvus and Redis (clients alternate between them). Throughput and p99.
+
+Everything runs on 127.0.0.1: redis-server (Debian's) and the Milvus server (PyPI
+``milvus==2.3.5``) are started here and stopped at the end.
+
+    python benchmarks/backends.py [--items 200000] [--dim 512] [--clients 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from services_milvus import MilvusProcess  # noqa: E402  (the tests' server launcher)
+
+from lookalike import Collection  # noqa: E402
+from lookalike.distributed.config import RemoteSpec  # noqa: E402
+from lookalike.store.milvus import MilvusVectors  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "models" / "mobilenet-v2-imagenet"
+PHOTOS = SHARED / "datasets" / "clothing-small"
+
+
+def mixture(n: int, dim: int, clusters: int = 1000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    out = centres[rng.integers(0, clusters, n)]
+    out = out + 0.35 * rng.standard_normal((n, dim)).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def exact_top(base: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    import faiss
+
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    return index.search(queries, k)[1]
+
+
+def measure(
+    search: Callable[[np.ndarray], list[str]], queries: np.ndarray, truth: list[set[str]]
+) -> tuple[float, float, float]:
+    """(recall@10, p50 ms, p99 ms) of single-query searches."""
+    for q in queries[:5]:
+        search(q)  # warm up
+    hits, lat = 0, []
+    for q, want in zip(queries, truth, strict=True):
+        t0 = time.perf_counter()
+        got = search(q)
+        lat.append((time.perf_counter() - t0) * 1000)
+        hits += len(set(got[:10]) & want)
+    return hits / (10 * len(queries)), pct(lat, 50), pct(lat, 99)
+
+
+def row(name: str, build: float, result: tuple[float, float, float]) -> str:
+    recall, p50, p99 = result
+    return f"  {name:<34} {build:>9.1f} {recall:>9.3f} {p50:>8.2f} {p99:>8.2f}"
+
+
+HEADER = f"  {'store':<34} {'build s':>9} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}"
+
+
+def bench_milvus(
+    uri: str, name: str, index: str, params: dict[str, int], ids: list[str],
+    base: np.ndarray, queries: np.ndarray, truth: list[set[str]],
+) -> str:  # fmt: skip
+    store = MilvusVectors(uri, name, dim=base.shape[1], binary=False, index=index, params=params)
+    store.open(create=True)
+    t0 = time.perf_counter()
+    for start in range(0, len(ids), 20_000):
+        end = start + 20_000
+        store.upsert(ids[start:end], base[start:end], [None] * len(ids[start:end]),
+                     [{}] * len(ids[start:end]))  # fmt: skip
+    store.flush()
+    store.wait_indexed(timeout=1800)
+    build = time.perf_counter() - t0
+    result = measure(lambda q: [i for i, _ in store.search(q[None], 10)[0]], queries, truth)
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted(store.info().get("params", {}).items()))
+    where = "Milvus Lite" if store.lite else "Milvus server"
+    line = row(f"{where} {index} ({knobs})", build, result)
+    store.drop()
+    store.close()
+    return line
+
+
+def part_vectors(
+    title: str, ids: list[str], base: np.ndarray, queries: np.ndarray, tmp: Path, milvus_uri: str
+) -> Path:
+    """Part 1 and 2; returns the embedded collection folder."""
+    truth = [{ids[j] for j in r} for r in exact_top(base, queries)]
+    print(f"\n{title}\n{HEADER}")
+    folder = tmp / f"emb-{len(ids)}-{base.shape[1]}"
+    t0 = time.perf_counter()
+    coll = Collection.open_vectors(folder, base.shape[1])
+    coll.add_vectors(ids, base)
+    info = coll.index.ensure()
+    build = time.perf_counter() - t0
+    result = measure(lambda q: [h.id for h in coll.search_vector(q[None], 10)], queries, truth)
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted((info.get("params") or {}).items()))
+    print(row(f"embedded FAISS {info['type']} ({knobs})", build, result), flush=True)
+    coll.close()
+    lite = str(tmp / f"lite-{len(ids)}.db")
+    params = {"nlist": 512, "nprobe": 16}
+    print(bench_milvus(lite, "bench", "ivf-flat", params, ids, base, queries, truth), flush=True)
+    for index, knobs2 in (("ivf-sq8", params), ("hnsw", {})):
+        print(bench_milvus(milvus_uri, "bench", index, knobs2, ids, base, queries, truth), flush=True)
+    return folder
+
+
+def serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    exe = Path(sys.executable).parent / "lookalike"
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), *args],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"serve exited: {log.read_text()[-2000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"serve did not start: {log.read_text()[-2000:]}")
+
+
+def load(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        rnd = random.Random(n)
+        port = ports[n % len(ports)]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            item = rnd.choice(ids)
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", f"/items/{item}/similar?k=10")
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with lock:
+                lat.append(time.perf_counter() - t0)
+                errors[0] += not ok
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
+            f" {errors[0]:>7}")  # fmt: skip
+
+
+def part_serving(
+    folder: Path, ids: list[str], tmp: Path, milvus_uri: str, redis_uri: str, a: argparse.Namespace
+) -> None:
+    print(f"\nserving GET /items/{{id}}/similar?k=10, {a.clients} clients, {a.seconds:g} s each")
+    print(f"  {'setup':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    proc, port = serve(["--collection", str(folder)], tmp / "embedded.log")
+    try:
+        print(f"  {'embedded folder (FAISS), 1 server':<44} {load([port], ids, a.clients, a.seconds)}",
+              flush=True)  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait()
+    spec = RemoteSpec.parse(milvus_uri, "served", "ivf-sq8", {"nlist": 512, "nprobe": 16}, redis_uri)
+    t0 = time.perf_counter()
+    with Collection.open(folder) as coll:
+        coll.use_store(spec)
+        coll.publish()
+        recall = coll.remote.measure_recall(force=True) if coll.remote else None
+    print(f"  (published {len(ids)} items to Milvus + Redis in {time.perf_counter() - t0:.1f} s;"
+          f" recall@10 {recall and recall['recall_at_10']})")  # fmt: skip
+    flags = ["--milvus-uri", milvus_uri, "--milvus-collection", "served", "--metadata", redis_uri,
+             "--uploads", str(tmp / "uploads")]  # fmt: skip
+    first, port1 = serve(flags, tmp / "replica1.log")
+    try:
+        print(f"  {'Milvus ivf-sq8 + Redis, 1 replica':<44} {load([port1], ids, a.clients, a.seconds)}",
+              flush=True)  # fmt: skip
+        second, port2 = serve(flags, tmp / "replica2.log")
+        try:
+            both = load([port1, port2], ids, a.clients, a.seconds)
+            print(f"  {'Milvus ivf-sq8 + Redis, 2 replicas':<44} {both}", flush=True)
+        finally:
+            second.terminate()
+            second.wait()
+    finally:
+        first.terminate()
+        first.wait()
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--model-path", type=Path, default=MODEL)
+    ap.add_argument("--photos", type=Path, default=PHOTOS)
+    a = ap.parse_args()
+    print(f"backends benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="lookalike-backends-") as name:
+        tmp = Path(name)
+        redis, redis_uri = start_redis(tmp)
+        milvus = MilvusProcess(tmp / "milvus", Path(tempfile.gettempdir()) / "lookalike-milvus-bin")
+        (tmp / "milvus").mkdir(exist_ok=True)
+        milvus.start()
+        try:
+            data = mixture(a.items + a.queries, a.dim)
+            base, queries = data[: a.items], data[a.items :]
+            ids = [f"v{i:07d}" for i in range(a.items)]
+            title = f"{a.items:,} x {a.dim} vectors (clustered mixture), {a.queries} held-out queries"
+            folder = part_vectors(title, ids, base, queries, tmp, milvus.uri)
+            if (a.model_path / "model.onnx").exists() and a.photos.is_dir():
+                real = tmp / "clothing"
+                with Collection.open(real, model_path=a.model_path) as coll:
+                    coll.add([str(a.photos)])
+                    items = list(coll.items())
+                    vecs = coll.vectors.read([it.slot for it in items], coll.catalog.next_slot)
+                rng = np.random.default_rng(1)
+                pick = rng.choice(len(items), size=min(a.queries, len(items)), replace=False)
+                part_vectors(
+                    f"MobileNetV2 clothing photos ({len(items)} x {vecs.shape[1]}), "
+                    f"{len(pick)} stored items as queries",
+                    [it.id for it in items], np.ascontiguousarray(vecs, dtype=np.float32),
+                    np.ascontiguousarray(vecs[pick], dtype=np.float32), tmp, milvus.uri,
+                )  # fmt: skip
+            else:
+                print(f"\n(no {a.model_path} or {a.photos}: the MobileNetV2 part is skipped)")
+            part_serving(folder, ids, tmp, milvus.uri, redis_uri, a)
+        finally:
+            milvus.stop()
+            redis.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
