@@ -103,12 +103,14 @@ def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: 
     resolved = kind
     if kind == "auto" and (binary or not lite):
         resolved = "flat" if binary else "hnsw"
-    allowed = KIND_KNOBS[resolved]
-    unknown = sorted(set(params) - set(allowed))
+    # auto takes the search knobs (for an existing index it adopts), never build knobs
+    takes = ("nprobe", "ef") if kind == "auto" else KIND_KNOBS[resolved]
+    unknown = sorted(set(params) - set(takes))
     if unknown:
-        takes = f"takes {', '.join(allowed)}" if allowed else "takes no parameters"
-        raise InvalidInput(f"Milvus index {kind} {takes}, not {', '.join(unknown)}")
-    values = {name: _knob_value(name, params[name]) for name in params}
+        what = f"takes {', '.join(takes)}" if takes else "takes no parameters"
+        raise InvalidInput(f"Milvus index {kind} {what}, not {', '.join(unknown)}")
+    allowed = KIND_KNOBS[resolved]
+    values = {n: _knob_value(n, params[n]) for n in params if n in allowed}
     if "nlist" in allowed:
         nlist = values.get("nlist", KNOBS["nlist"][0])
         if "nprobe" in values and values["nprobe"] > nlist:
