@@ -7,12 +7,13 @@ which it cannot change), ready in ~10 s. ``.stop()`` / ``.start()`` restart it o
 ports and data folder, so data survives. When it cannot start, tests fail in CI (CI=true)
 and skip elsewhere, with the reason.
 
-The package unpacks ~250 MB of binaries; they are kept once per machine next to pytest's
-temporary folders (``pytest-of-USER/milvus-2.3.5-bin``), not once per session.
+The package unpacks ~250 MB of binaries; they are kept once per machine in the temporary
+folder (``lookalike-tests-milvus-2.3.5-bin``), not once per session.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -20,6 +21,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -78,6 +80,10 @@ class MilvusProcess:
             f"  config:\n    path: {etcd_conf}",
         )
         template = re.sub(r"(?m)^  ip: #.*$", "  ip: 127.0.0.1", template)
+        # a killed server's sessions (30 s by default, 10 s here) hold its restart until they expire
+        template = template.replace(
+            "    ttl: 30 # ttl value when session", "    ttl: 10 # ttl value"
+        )
         (data_dir / "config.template.yaml").write_text(template)
         config = milvus.MilvusServerConfig(template=str(data_dir / "config.template.yaml"))
         config.glog_conf_file = str(package / "data" / "glog.conf")  # unset with a template
@@ -172,13 +178,14 @@ def milvus_server(
         yield ExternalMilvus(external)
         return
     try:
-        import milvus  # noqa: F401
+        import milvus
     except ImportError:
         _give_up("the milvus package is not installed (pip install milvus==2.3.5)")
-    bin_cache = tmp_path_factory.getbasetemp().parent / "milvus-2.3.5-bin"
+    bin_cache = Path(tempfile.gettempdir()) / f"lookalike-tests-milvus-{milvus.__version__}-bin"
     server: MilvusProcess | None = None
     try:
         server = MilvusProcess(tmp_path_factory.mktemp("milvus-server"), bin_cache)
+        atexit.register(server.stop)  # also when the session ends abruptly
         server.start()
     except Exception as exc:  # the reason goes into the skip / failure line
         if server is not None:

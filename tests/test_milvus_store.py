@@ -3,9 +3,12 @@ the ``server`` ones use a real Milvus standalone server (tests/services_milvus.p
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -278,8 +281,21 @@ def test_an_unreachable_server_is_unavailable_quickly_and_no_secret_leaks() -> N
 
 
 @pytest.fixture
-def server_uri(milvus_server) -> str:  # noqa: F811
-    return str(milvus_server.uri)
+def server_store(milvus_server) -> Iterator[Callable[..., MilvusVectors]]:  # noqa: F811
+    """Opens stores on the server, each test on collections of its own (dropped after)."""
+    names: dict[str, str] = {}
+    stores: list[MilvusVectors] = []
+
+    def make(name: str, **kw: object) -> MilvusVectors:
+        names.setdefault(name, f"{name}_{uuid.uuid4().hex[:8]}")
+        stores.append(opened(milvus_server.uri, names[name], **kw))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        with contextlib.suppress(Exception):
+            store.drop()
+        store.close()
 
 
 def clustered(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -290,16 +306,10 @@ def clustered(rows: int, dim: int, seed: int) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_server_ivf_sq8_recall_at_10(server_uri: str) -> None:
+def test_server_ivf_sq8_recall_at_10(server_store: Callable[..., MilvusVectors]) -> None:
     x, queries = clustered(5000, 64, 20), clustered(100, 64, 21)
     truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
-    store = MilvusVectors(
-        server_uri, "recall", dim=64, binary=False, index="ivf-sq8",
-        params={"nlist": 32, "nprobe": 8},
-    )  # fmt: skip
-    store.open()
-    store.drop()
-    store.open()
+    store = server_store("recall", dim=64, index="ivf-sq8", params={"nlist": 32, "nprobe": 8})
     store.upsert(ids_of(5000, "v"), x, [None] * 5000, [{}] * 5000)
     store.wait_indexed(120, reload=True)  # searches go through the IVF_SQ8 index only
     assert store.index_progress() == (5000, 5000, 0)
@@ -312,21 +322,18 @@ def test_server_ivf_sq8_recall_at_10(server_uri: str) -> None:
     assert recall >= 0.95  # measured 0.98: 8 of 32 lists, 8-bit scalar quantization
 
 
-def test_server_auto_is_hnsw_and_ef_follows_k(server_uri: str) -> None:
-    store = opened(server_uri, "auto_hnsw", dim=16)
-    store.drop()
-    store.open()
+def test_server_auto_is_hnsw_and_ef_follows_k(server_store: Callable[..., MilvusVectors]) -> None:
+    store = server_store("auto", dim=16)
     assert store.info()["milvus_index"] == "HNSW"
     assert store.info()["params"] == {"M": 16, "efConstruction": 200, "ef": 64}
     store.upsert(ids_of(300), unit(300, 16, 22), [None] * 300, [{}] * 300)
     assert len(store.search(unit(1, 16, 23), 200)[0]) == 200  # k > ef: ef is raised to k
 
 
-def test_server_rows_are_seen_at_once_by_another_replica(server_uri: str) -> None:
-    one = opened(server_uri, "replicas", dim=8)
-    one.drop()
-    one.open()
-    two = opened(server_uri, "replicas", dim=8)
+def test_server_rows_are_seen_at_once_by_another_replica(
+    server_store: Callable[..., MilvusVectors],
+) -> None:
+    one, two = server_store("replicas", dim=8), server_store("replicas", dim=8)
     x = unit(3, 8, 24)
     one.upsert(["it's", 'say "hi"', "back\\slash"], x, ["a", None, None], [{}, {}, {}])
     assert two.count() == 3  # Strong consistency: no flush, no wait
@@ -337,12 +344,11 @@ def test_server_rows_are_seen_at_once_by_another_replica(server_uri: str) -> Non
 
 def test_server_restart_calls_fail_fast_then_the_same_store_works_again(
     milvus_server,  # noqa: F811
+    server_store: Callable[..., MilvusVectors],
 ) -> None:
     if not milvus_server.can_restart:
         pytest.skip("LOOKALIKE_TEST_MILVUS_URI is set: the server is not ours to restart")
-    store = opened(milvus_server.uri, "restarts", dim=8, timeout=3)
-    store.drop()
-    store.open()
+    store = server_store("restarts", dim=8, timeout=3)
     x = unit(50, 8, 25)
     store.upsert(ids_of(50), x, [None] * 50, [{}] * 50)
     milvus_server.stop()
