@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -82,6 +83,7 @@ class MilvusVectors:
         self._auth = {"token": token or "", "user": user or "", "password": password or ""}
         self._call_timeout = max(1, math.ceil(self.timeout))  # pymilvus bounds retries by ints
         self._client: Any = None
+        self._lock = threading.Lock()
         self._reload = False  # a call found the collection not loaded: check before the next
         check_setup(collection, self.dim, self.binary, uri, self.lite)
         self.requested_index = index
@@ -128,23 +130,21 @@ class MilvusVectors:
             Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
             return MilvusClient(uri=self.uri, timeout=self.timeout, **self._auth)
-        except Exception as exc:
-            error = self._translate(exc, "connect")
-            if isinstance(error, ServiceUnavailable):
-                raise error from None
-            # a refused login or a bad uri: the server answered, but not to us
-            raise MilvusError(str(error)) from None
+        except Exception as exc:  # unreachable, or a refused login
+            raise self._translate(exc, "connect") from None
 
     @contextmanager
     def _call(self, action: str) -> Iterator[Any]:
         """The client (connecting when needed), with pymilvus errors turned into ours; after a
         connection failure the client is dropped so that the next call connects afresh."""
-        if self._client is None:
-            self._client = self._connect()
+        with self._lock:  # threads share one client
+            if self._client is None:
+                self._client = self._connect()
+            client = self._client
         try:
             if self._reload:
-                self._load(self._client)
-            yield self._client
+                self._load(client)
+            yield client
         except LookalikeError:
             raise
         except Exception as exc:
@@ -154,7 +154,7 @@ class MilvusVectors:
                     self._reload = True
                     error = self._unavailable(f"collection '{self.collection}' is not loaded")
                 else:
-                    self._discard()
+                    self._discard(client)
             raise error from None
 
     def _load(self, client: Any) -> None:
@@ -165,11 +165,13 @@ class MilvusVectors:
             client.load_collection(self.collection, timeout=self._call_timeout)
         self._reload = "Loading" in state
 
-    def _discard(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with suppress(Exception):
-                client.close()
+    def _discard(self, client: Any) -> None:
+        with self._lock:  # not a newer client another thread made meanwhile
+            if client is None or client is not self._client:
+                return
+            self._client = None
+        with suppress(Exception):
+            client.close()
 
     # -- collection set-up ----------------------------------------------------------------
 
@@ -283,8 +285,6 @@ class MilvusVectors:
                     out[row["id"]] = decode_vector(row["vector"], self.binary)
         return out
 
-    # -- search ---------------------------------------------------------------------------
-
     def search(
         self, queries: np.ndarray, k: int, expr: str | None = None
     ) -> list[list[tuple[str, float]]]:
@@ -321,8 +321,6 @@ class MilvusVectors:
 
     def _score(self, distance: float) -> float:
         return 1.0 - float(distance) / self.dim if self.binary else float(distance)
-
-    # -- bookkeeping ----------------------------------------------------------------------
 
     def count(self) -> int:
         """Exact row count, rows not yet flushed included."""
@@ -390,7 +388,7 @@ class MilvusVectors:
                 client.drop_collection(self.collection, timeout=self._call_timeout)
 
     def close(self) -> None:
-        self._discard()
+        self._discard(self._client)
 
     def __enter__(self) -> MilvusVectors:
         return self
