@@ -1,0 +1,397 @@
+"""Vectors in Milvus: a server (``http://host:19530``) or a Milvus Lite file (``path.db``).
+
+The primary key is the item id (VARCHAR); rows also hold ``label`` ("" = none) and ``meta``
+(the item's metadata, JSON) for filter expressions. Scores are "higher is more similar":
+inner product of unit vectors (cosine) or ``1 - hamming / bits``. pymilvus is imported lazily.
+Every call has a timeout; connection failures become ServiceUnavailable, and the next call
+connects again (a restarted server is picked up by itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.errors import (
+    CollectionNotFound,
+    InvalidInput,
+    LookalikeError,
+    MissingDependency,
+    ServiceUnavailable,
+)
+from lookalike.store.milvus_index import (
+    MAX_K,
+    IndexPlan,
+    adopt_index,
+    as_vectors,
+    check_adoption,
+    check_collection,
+    check_ids,
+    check_setup,
+    chunks,
+    decode_vector,
+    first_line,
+    id_expr,
+    is_expr_error,
+    make_schema,
+    plan_index,
+    row_batches,
+    split_credentials,
+    unavailable_detail,
+)
+
+EXPR_IDS, QUERY_BATCH = 1000, 256  # ids per "id in [...]", query vectors per search request
+
+
+class MilvusError(LookalikeError):
+    """Milvus refused a request (not a connection problem); the message is one line."""
+
+
+class MilvusVectors:
+    """One Milvus collection of item vectors. Call :meth:`open` before anything else."""
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        dim: int,
+        binary: bool,
+        index: str = "auto",
+        params: dict[str, Any] | None = None,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        uri, uri_user, uri_password = split_credentials(uri)
+        user, password = user or uri_user, password or uri_password
+        self.uri = uri
+        self.display_uri = uri
+        self.collection = collection
+        self.dim, self.binary = int(dim), bool(binary)
+        self.timeout = float(timeout)
+        self._secrets = [s for s in (token, password) if s]
+        self._auth = {"token": token or "", "user": user or "", "password": password or ""}
+        self._call_timeout = max(1, math.ceil(self.timeout))  # pymilvus bounds retries by ints
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._reload = False  # a call found the collection not loaded: check before the next
+        check_setup(collection, self.dim, self.binary, uri, self.lite)
+        self.requested_index = index
+        self.requested_params = dict(params or {})
+        self.plan: IndexPlan = plan_index(index, params, binary=self.binary, lite=self.lite)
+
+    def __repr__(self) -> str:
+        return (
+            f"MilvusVectors({self.display_uri!r}, {self.collection!r}, dim={self.dim}, "
+            f"binary={self.binary}, index={self.plan.kind!r})"
+        )
+
+    @property
+    def lite(self) -> bool:
+        """Whether the uri is a local Milvus Lite file (not a server)."""
+        return "://" not in self.uri
+
+    # -- connection and errors ------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _unavailable(self, detail: str) -> ServiceUnavailable:
+        return ServiceUnavailable("Milvus", self.display_uri, self._scrub(detail))
+
+    def _translate(self, exc: BaseException, action: str) -> LookalikeError:
+        detail = unavailable_detail(exc, action, self.timeout)
+        if detail is not None:
+            return self._unavailable(detail)
+        text = f"Milvus at {self.display_uri}: {action} failed: {first_line(exc)}"
+        return MilvusError(self._scrub(text))
+
+    def _connect(self) -> Any:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise MissingDependency(
+                "--store milvus needs the milvus extra: pip install 'lookalike[milvus]'"
+            ) from None
+        logging.getLogger("pymilvus").addHandler(logging.NullHandler())
+        if self.lite:
+            Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return MilvusClient(uri=self.uri, timeout=self.timeout, **self._auth)
+        except Exception as exc:  # unreachable, or a refused login
+            raise self._translate(exc, "connect") from None
+
+    @contextmanager
+    def _call(self, action: str) -> Iterator[Any]:
+        """The client (connecting when needed), with pymilvus errors turned into ours; after a
+        connection failure the client is dropped so that the next call connects afresh."""
+        with self._lock:  # threads share one client
+            if self._client is None:
+                self._client = self._connect()
+            client = self._client
+        try:
+            if self._reload:
+                self._load(client)
+            yield client
+        except LookalikeError:
+            raise
+        except Exception as exc:
+            error = self._translate(exc, action)
+            if isinstance(error, ServiceUnavailable):
+                if "not loaded" in str(exc):  # a restarted server loads it again by itself
+                    self._reload = True
+                    error = self._unavailable(f"collection '{self.collection}' is not loaded")
+                else:
+                    self._discard(client)
+            raise error from None
+
+    def _load(self, client: Any) -> None:
+        """Load the collection unless it is loaded or being loaded (a restarted server
+        reloads what was loaded before; a released collection is loaded again here)."""
+        state = str(client.get_load_state(self.collection, timeout=self._call_timeout)["state"])
+        if "NotLoad" in state:
+            client.load_collection(self.collection, timeout=self._call_timeout)
+        self._reload = "Loading" in state
+
+    def _discard(self, client: Any) -> None:
+        with self._lock:  # not a newer client another thread made meanwhile
+            if client is None or client is not self._client:
+                return
+            self._client = None
+        with suppress(Exception):
+            client.close()
+
+    # -- collection set-up ----------------------------------------------------------------
+
+    def open(self, create: bool = True) -> None:
+        """Connect, and create the collection (with its index) when missing, or check that an
+        existing one holds our fields, dims and metric (BackendMismatch names both)."""
+        t = self._call_timeout
+        with self._call("open the collection") as client:
+            exists = client.has_collection(self.collection, timeout=t)
+        if not exists:
+            if not create:
+                raise CollectionNotFound(
+                    f"Milvus at {self.display_uri} has no collection '{self.collection}'"
+                )
+            self._create()
+        self._check_existing()
+        with self._call("load the collection") as client:
+            self._load(client)
+
+    def _create(self) -> None:
+        t = self._call_timeout
+        schema = make_schema(binary=self.binary, dim=self.dim)
+        with self._call("create the collection") as client:
+            try:
+                client.create_collection(
+                    self.collection,
+                    schema=schema,
+                    index_params=self._index_params(client),
+                    consistency_level="Strong",
+                    timeout=t,
+                )
+            except Exception:
+                # another replica may have created it meanwhile: then check that one
+                if not client.has_collection(self.collection, timeout=t):
+                    raise
+
+    def _check_existing(self) -> None:
+        t, name = self._call_timeout, self.collection
+        with self._call("describe the collection") as client:
+            desc = client.describe_collection(name, timeout=t)
+            indexes = client.list_indexes(name, field_name="vector", timeout=t)
+            index = client.describe_index(name, indexes[0], timeout=t) if indexes else None
+        check_collection(
+            name, desc, index, binary=self.binary, dim=self.dim, where=self.display_uri
+        )
+        if index is None:
+            self._create_index()
+            return
+        existing = adopt_index(index, self.requested_params, binary=self.binary)
+        check_adoption(name, existing, self.plan, self.requested_index, self.requested_params)
+        self.plan = existing
+
+    def _index_params(self, client: Any) -> Any:
+        params = client.prepare_index_params()
+        params.add_index(
+            field_name="vector",
+            index_name="vector",
+            index_type=self.plan.milvus_type,
+            metric_type=self.plan.metric,
+            params=dict(self.plan.build),
+        )
+        return params
+
+    def _create_index(self) -> None:
+        with self._call("create the index") as client:
+            client.create_index(
+                self.collection, self._index_params(client), timeout=self._call_timeout
+            )
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        labels: Sequence[str | None],
+        metas: Sequence[dict[str, Any]],
+    ) -> None:
+        """Insert or replace rows (a later duplicate id in the same call wins)."""
+        ids = check_ids(ids, self.lite)
+        array = as_vectors(vectors, "vectors", binary=self.binary, dim=self.dim)
+        if not len(ids) == len(array) == len(labels) == len(metas):
+            raise InvalidInput(
+                f"upsert needs as many ids, vectors, labels and metas: "
+                f"{len(ids)}, {len(array)}, {len(labels)}, {len(metas)}"
+            )
+        for batch in row_batches(ids, array, labels, metas, binary=self.binary):
+            with self._call("upsert") as client:
+                client.upsert(self.collection, batch, timeout=self._call_timeout)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete rows by id (unknown ids are ignored)."""
+        ids = check_ids(ids, self.lite)
+        with self._call("delete") as client:
+            for chunk in chunks(ids, EXPR_IDS):
+                client.delete(self.collection, filter=id_expr(chunk), timeout=self._call_timeout)
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of ``ids`` that exist: float32 rows, or packed uint8 codes."""
+        ids = check_ids(ids, self.lite)
+        out: dict[str, np.ndarray] = {}
+        with self._call("get vectors") as client:
+            for chunk in chunks(ids, EXPR_IDS):
+                rows = client.query(
+                    self.collection,
+                    filter=id_expr(chunk),
+                    output_fields=["id", "vector"],
+                    timeout=self._call_timeout,
+                )
+                for row in rows:
+                    out[row["id"]] = decode_vector(row["vector"], self.binary)
+        return out
+
+    def search(
+        self, queries: np.ndarray, k: int, expr: str | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (id, score) per query, best first, among rows matching ``expr`` (a Milvus
+        filter expression over id, label and meta, e.g. ``label == "shoes"``)."""
+        if not 1 <= k <= MAX_K:
+            raise InvalidInput(f"Milvus returns 1 to {MAX_K} neighbours per query, not k={k}")
+        array = as_vectors(queries, "queries", binary=self.binary, dim=self.dim)
+        if not len(array):
+            return []
+        results: list[list[tuple[str, float]]] = []
+        params = self.plan.search_params(k)
+        with self._call("search") as client:
+            for chunk in np.array_split(array, math.ceil(len(array) / QUERY_BATCH) or 1):
+                try:
+                    hits = client.search(
+                        self.collection,
+                        data=[r.tobytes() if self.binary else r.tolist() for r in chunk],
+                        filter=expr or "",
+                        limit=k,
+                        output_fields=[],
+                        search_params=params,
+                        anns_field="vector",
+                        timeout=self._call_timeout,
+                    )
+                except Exception as exc:
+                    if expr and is_expr_error(exc):
+                        raise InvalidInput(
+                            f"bad Milvus filter {expr!r}: {first_line(exc)}"
+                        ) from None
+                    raise
+                results.extend([(h["id"], self._score(h["distance"])) for h in q] for q in hits)
+        return results
+
+    def _score(self, distance: float) -> float:
+        return 1.0 - float(distance) / self.dim if self.binary else float(distance)
+
+    def count(self) -> int:
+        """Exact row count, rows not yet flushed included."""
+        with self._call("count") as client:
+            rows = client.query(
+                self.collection, filter="", output_fields=["count(*)"], timeout=self._call_timeout
+            )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.plan.describe(),
+            "metric": self.plan.metric,
+            "dim": self.dim,
+            "count": self.count(),
+            "uri": self.display_uri,
+            "collection": self.collection,
+            "deployment": "lite" if self.lite else "server",
+        }
+
+    def flush(self) -> None:
+        """Seal the growing segments (the server then builds their index)."""
+        with self._call("flush") as client:
+            client._get_connection().flush([self.collection], timeout=self._call_timeout)
+
+    def index_progress(self) -> tuple[int, int, int]:
+        """(indexed rows, total rows, pending rows) of the vector index (Lite: zeros)."""
+        with self._call("describe the index") as client:
+            desc = client.describe_index(self.collection, "vector", timeout=self._call_timeout)
+        indexed, total = int(desc.get("indexed_rows", 0)), int(desc.get("total_rows", 0))
+        return indexed, total, int(desc.get("pending_index_rows", 0))
+
+    def wait_indexed(self, timeout: float = 300.0, *, reload: bool = False) -> None:
+        """Flush, then wait until the index covers every row (benchmarks). A server keeps
+        scanning the flushed rows exactly too until it hands them over (a minute or so);
+        ``reload`` releases and loads the collection so that searches use only the index
+        at once (it is unavailable meanwhile: not for a live collection)."""
+        self.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            indexed, total, pending = self.index_progress()
+            if indexed >= total and pending == 0:
+                break
+            if time.monotonic() >= deadline:
+                raise MilvusError(
+                    f"Milvus at {self.display_uri}: the index of '{self.collection}' covers "
+                    f"{indexed} of {total} rows after {timeout:g} s"
+                )
+            time.sleep(0.2)
+        if reload and not self.lite:
+            with self._call("reload the collection") as client:
+                client.release_collection(self.collection, timeout=self._call_timeout)
+                left = max(1, math.ceil(deadline - time.monotonic()))
+                client.load_collection(self.collection, timeout=left)
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable when Milvus does not answer."""
+        with self._call("ping") as client:
+            client.has_collection(self.collection, timeout=self._call_timeout)
+
+    def drop(self) -> None:
+        """Drop the whole collection (tests, and ``reset``-like tools)."""
+        with self._call("drop the collection") as client:
+            if client.has_collection(self.collection, timeout=self._call_timeout):
+                client.drop_collection(self.collection, timeout=self._call_timeout)
+
+    def close(self) -> None:
+        self._discard(self._client)
+
+    def __enter__(self) -> MilvusVectors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

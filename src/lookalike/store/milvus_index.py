@@ -1,0 +1,390 @@
+"""The Milvus store's pure parts: index planning (our index names and knobs -> Milvus index
+types, build and search params, one-line refusals of what a target cannot do), the checks of
+an existing collection, of ids, labels and rows, and the reading of pymilvus errors.
+
+Our names: ``flat`` (FLAT / BIN_FLAT), ``ivf-flat`` (IVF_FLAT / BIN_IVF_FLAT: nlist, nprobe),
+``ivf-sq8`` (IVF_SQ8: nlist, nprobe; float only), ``hnsw`` (HNSW: M, efConstruction, ef; float
+only) and ``auto``: AUTOINDEX on Milvus Lite (BIN_FLAT for hamming), on a server HNSW with the
+defaults below for float vectors (good recall without training, fast to update) and BIN_FLAT
+for hamming codes (exact; scanning short codes is cheap).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import numpy as np
+
+from lookalike.errors import BackendMismatch, InvalidInput
+
+KINDS = ("flat", "ivf-flat", "ivf-sq8", "hnsw", "auto")
+LITE_KINDS = {False: ("flat", "ivf-flat", "auto"), True: ("flat", "auto")}
+FLOAT_ONLY = ("ivf-sq8", "hnsw")
+# knob -> (default, low, high)
+KNOBS = {"nlist": (512, 1, 65536), "nprobe": (16, 1, 65536), "M": (16, 2, 2048)}
+KNOBS |= {"efConstruction": (200, 1, 2**31 - 1), "ef": (64, 1, 2**31 - 1)}
+KIND_KNOBS = {"flat": (), "ivf-flat": ("nlist", "nprobe"), "ivf-sq8": ("nlist", "nprobe")}
+KIND_KNOBS |= {"hnsw": ("M", "efConstruction", "ef"), "auto": ()}
+BUILD_KNOBS = ("nlist", "M", "efConstruction")
+MAX_K = 16384  # Milvus' top-k limit
+MAX_ID = 1024  # bytes, the VARCHAR max_length of id and label
+BATCH_ROWS = 2000  # rows per upsert request
+BATCH_BYTES = 16 << 20  # about this many bytes per upsert request (gRPC takes 64 MiB)
+_FLOAT_TYPES = {"flat": "FLAT", "ivf-flat": "IVF_FLAT", "ivf-sq8": "IVF_SQ8", "hnsw": "HNSW"}
+_BINARY_TYPES = {"flat": "BIN_FLAT", "ivf-flat": "BIN_IVF_FLAT"}
+_OUR_NAMES = {"FLAT": "flat", "BIN_FLAT": "flat", "IVF_FLAT": "ivf-flat", "HNSW": "hnsw"}
+_OUR_NAMES |= {"BIN_IVF_FLAT": "ivf-flat", "IVF_SQ8": "ivf-sq8", "AUTOINDEX": "auto"}
+
+
+@dataclass
+class IndexPlan:
+    """What to build (``milvus_type``, ``build``) and how to search it (``search``)."""
+
+    kind: str  # our name of what is actually built ("auto" resolved on a server)
+    milvus_type: str
+    metric: str
+    build: dict[str, int] = field(default_factory=dict)
+    search: dict[str, int] = field(default_factory=dict)
+
+    def search_params(self, k: int) -> dict[str, Any]:
+        """Milvus search params for top ``k`` (HNSW's ef is raised to k when smaller)."""
+        params: dict[str, Any] = dict(self.search)
+        if "ef" in params:
+            params["ef"] = max(int(params["ef"]), k)
+        return {"metric_type": self.metric, "params": params}
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "milvus_index": self.milvus_type, "params": self.params()}
+
+    def params(self) -> dict[str, int]:
+        return {**self.build, **self.search}
+
+
+def metric_for(binary: bool) -> str:
+    return "HAMMING" if binary else "IP"
+
+
+def _knob_value(name: str, value: Any) -> int:
+    low, high = KNOBS[name][1], KNOBS[name][2]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        value = repr(value)  # refused below
+    number = int(value) if isinstance(value, int) or value.strip().isdigit() else None
+    if number is None:
+        raise InvalidInput(f"Milvus index parameter {name} must be an integer, not {value!r}")
+    if not low <= number <= high:
+        raise InvalidInput(f"Milvus index parameter {name} must be in {low}..{high}, not {number}")
+    return number
+
+
+def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: bool) -> IndexPlan:
+    """Validate ``kind`` and ``params`` for this target and vector type; InvalidInput (one
+    line) for what it cannot do."""
+    params = dict(params or {})
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown Milvus index {kind!r}; choose one of {', '.join(KINDS)}")
+    vectors = "a hamming collection" if binary else "a cosine collection"
+    if binary and kind in FLOAT_ONLY:
+        raise InvalidInput(
+            f"{kind} is for float vectors; a hamming collection takes flat or ivf-flat"
+        )
+    if lite and kind not in LITE_KINDS[binary]:
+        if binary:
+            raise InvalidInput(
+                f"Milvus Lite has only the flat and auto indexes for {vectors}; "
+                f"{kind} needs a Milvus server"
+            )
+        raise InvalidInput(
+            f"Milvus Lite has only the flat, ivf-flat and auto indexes; {kind} needs a Milvus server"
+        )
+    resolved = kind
+    if kind == "auto" and (binary or not lite):
+        resolved = "flat" if binary else "hnsw"
+    # auto takes the search knobs (for an existing index it adopts), never build knobs
+    takes = ("nprobe", "ef") if kind == "auto" else KIND_KNOBS[resolved]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        what = f"takes {', '.join(takes)}" if takes else "takes no parameters"
+        raise InvalidInput(f"Milvus index {kind} {what}, not {', '.join(unknown)}")
+    allowed = KIND_KNOBS[resolved]
+    values = {n: _knob_value(n, params[n]) for n in params if n in allowed}
+    if "nlist" in allowed:
+        nlist = values.get("nlist", KNOBS["nlist"][0])
+        if "nprobe" in values and values["nprobe"] > nlist:
+            raise InvalidInput(f"nprobe ({values['nprobe']}) cannot exceed nlist ({nlist})")
+        values.setdefault("nlist", nlist)
+        values.setdefault("nprobe", min(KNOBS["nprobe"][0], nlist))
+    for name in allowed:
+        values.setdefault(name, KNOBS[name][0])
+    build = {n: v for n, v in values.items() if n in BUILD_KNOBS}
+    search = {n: v for n, v in values.items() if n not in BUILD_KNOBS}
+    if resolved == "auto":
+        milvus_type = "AUTOINDEX"
+    else:
+        milvus_type = (_BINARY_TYPES if binary else _FLOAT_TYPES)[resolved]
+    return IndexPlan(resolved, milvus_type, metric_for(binary), build, search)
+
+
+def adopt_index(
+    description: dict[str, Any], params: dict[str, Any] | None, *, binary: bool
+) -> IndexPlan:
+    """The plan of an index that already exists (from ``describe_index``), with search knobs
+    from ``params`` where given (nprobe, ef), else the defaults."""
+    milvus_type = str(description.get("index_type", ""))
+    kind = _OUR_NAMES.get(milvus_type, milvus_type.lower())
+    build: dict[str, int] = {}
+    for name in BUILD_KNOBS:
+        if name in description:
+            try:
+                build[name] = int(description[name])
+            except (TypeError, ValueError):
+                continue
+    search: dict[str, int] = {}
+    given = params or {}
+    if milvus_type in ("IVF_FLAT", "BIN_IVF_FLAT", "IVF_SQ8"):
+        nlist = build.get("nlist", KNOBS["nlist"][0])
+        search["nprobe"] = (
+            _knob_value("nprobe", given["nprobe"])
+            if "nprobe" in given
+            else min(KNOBS["nprobe"][0], nlist)
+        )
+        if search["nprobe"] > nlist:
+            raise InvalidInput(f"nprobe ({search['nprobe']}) cannot exceed nlist ({nlist})")
+    elif milvus_type == "HNSW":
+        search["ef"] = _knob_value("ef", given["ef"]) if "ef" in given else KNOBS["ef"][0]
+    metric = str(description.get("metric_type", metric_for(binary)))
+    return IndexPlan(kind, milvus_type, metric, build, search)
+
+
+FIELDS = ("id", "vector", "label", "meta")
+
+
+def _size(binary: bool, dim: int, metric: str) -> str:
+    return f"{dim} {'bits' if binary else 'dims'} ({metric})"
+
+
+def check_collection(
+    name: str,
+    description: dict[str, Any],
+    index: dict[str, Any] | None,
+    *,
+    binary: bool,
+    dim: int,
+    where: str,
+) -> None:
+    """BackendMismatch unless an existing collection has our fields, vector type, dims and
+    metric (the message names both sides)."""
+    fields = {f["name"]: f for f in description.get("fields", [])}
+    if any(n not in fields for n in FIELDS) or not fields["id"].get("is_primary"):
+        raise BackendMismatch(
+            f"Milvus collection '{name}' at {where} is not a lookalike collection: it has the "
+            f"fields {', '.join(fields) or 'none'} (needs id as primary key, vector, label, meta)"
+        )
+    vtype = fields["vector"]["type"]
+    their_binary = getattr(vtype, "name", str(vtype)) == "BINARY_VECTOR"
+    their_dim = int(fields["vector"].get("params", {}).get("dim", 0))
+    their_metric = str(index["metric_type"]) if index else metric_for(their_binary)
+    if (their_binary, their_dim, their_metric) != (binary, dim, metric_for(binary)):
+        raise BackendMismatch(
+            f"Milvus collection '{name}' has {_size(their_binary, their_dim, their_metric)}; "
+            f"this collection's model has {_size(binary, dim, metric_for(binary))}"
+        )
+
+
+def check_adoption(
+    name: str, existing: IndexPlan, wanted: IndexPlan, kind: str, given: dict[str, Any]
+) -> None:
+    """BackendMismatch when an explicit ``kind`` (not auto), or a build knob ``given``
+    explicitly, differs from the index the collection already has."""
+    if kind == "auto":
+        return
+    asked = {k: v for k, v in wanted.build.items() if k in given}
+    if existing.milvus_type != wanted.milvus_type or any(
+        existing.build.get(k) != v for k, v in asked.items()
+    ):
+        theirs = " ".join(f"{k}={v}" for k, v in existing.build.items())
+        ours = " ".join(f"{k}={v}" for k, v in wanted.build.items())
+        raise BackendMismatch(
+            f"Milvus collection '{name}' has a {existing.milvus_type} index {theirs}".rstrip()
+            + f"; --index {kind} asks for {wanted.milvus_type} {ours}".rstrip()
+        )
+
+
+def first_line(text: object, limit: int = 300) -> str:
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _literal(value: str) -> str:
+    """A Milvus expression string literal."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def id_expr(ids: Sequence[str]) -> str:
+    return f"id in [{', '.join(_literal(i) for i in ids)}]"
+
+
+def check_text(kind: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidInput(f"Milvus {kind}s are strings, not {type(value).__name__}")
+    if len(value.encode("utf-8")) > MAX_ID:
+        raise InvalidInput(f"Milvus {kind}s are at most {MAX_ID} bytes: {value[:40]!r}...")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidInput(f"Milvus {kind}s may not hold control characters: {value[:40]!r}")
+
+
+def check_ids(ids: Sequence[str], lite: bool) -> list[str]:
+    out = list(ids)
+    for item in out:
+        check_text("id", item)
+        if not item:
+            raise InvalidInput("Milvus ids may not be empty")
+        if lite and "'" in item:  # Milvus Lite's delete (and upsert) misquote them
+            raise InvalidInput(f"Milvus Lite cannot hold ids with a ' (a server can): {item!r}")
+    return out
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def split_credentials(uri: str) -> tuple[str, str, str]:
+    """(uri without user:password@, user, password) of a server uri."""
+    parts = urlsplit(uri)
+    if "://" not in uri or not (parts.username or parts.password):
+        return uri, "", ""
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def check_setup(collection: str, dim: int, binary: bool, uri: str, lite: bool) -> None:
+    if dim < 1 or (binary and dim % 8):
+        what = "a positive multiple of 8 bits" if binary else "positive"
+        raise InvalidInput(f"Milvus vector size must be {what}, not {dim}")
+    if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
+        raise InvalidInput(
+            f"Milvus collection names take letters, digits and _ (not first a digit): "
+            f"{collection!r}"
+        )
+    if lite and not uri.endswith(".db"):
+        raise InvalidInput(f"a Milvus Lite file name ends in .db: {uri}")
+
+
+def as_vectors(vectors: np.ndarray, what: str, *, binary: bool, dim: int) -> np.ndarray:
+    """Rows as float32 (dim floats) or packed uint8 (dim / 8 bytes); InvalidInput otherwise."""
+    width = dim // 8 if binary else dim
+    array = np.asarray(vectors)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != width:
+        unit = "bytes of packed bits" if binary else "floats"
+        shape = tuple(np.shape(vectors))
+        raise InvalidInput(f"Milvus {what} here are {width} {unit}, not shape {shape}")
+    return np.ascontiguousarray(array, dtype=np.uint8 if binary else np.float32)
+
+
+def decode_vector(value: Any, binary: bool) -> np.ndarray:
+    """A vector field as pymilvus returns it -> float32 row or packed uint8 code."""
+    if binary:
+        if isinstance(value, list | tuple) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, bytes | bytearray):
+            return np.frombuffer(bytes(value), dtype=np.uint8).copy()
+        return np.asarray(value, dtype=np.uint8)
+    return np.asarray(value, dtype=np.float32)
+
+
+def is_expr_error(exc: BaseException) -> bool:
+    """Whether Milvus refused a filter expression (bad syntax, unknown field...)."""
+    low = str(getattr(exc, "message", "") or exc).lower()
+    return any(w in low for w in ("expr", "parse", "cannot", "field"))
+
+
+# words of pymilvus errors that mean "not reachable now" (and so ServiceUnavailable)
+UNAVAILABLE = (
+    "refused",
+    "fail connecting",
+    "failed to connect",
+    "unavailable",
+    "deadline",
+    "timeout",
+    "timed out",
+    "channel not available",
+    "no available shard",
+    "not ready",
+    "not loaded",
+)
+
+
+def unavailable_detail(exc: BaseException, action: str, timeout: float) -> str | None:
+    """The short reason when ``exc`` means Milvus cannot be reached now, else None."""
+    message = str(getattr(exc, "message", "") or exc)
+    code = getattr(exc, "code", None)
+    low = f"{message} {code() if callable(code) else code}".lower()
+    if not any(word in low for word in UNAVAILABLE):
+        return None
+    if "connection refused" in low:
+        return "connection refused"
+    if "fail connecting" in low:
+        return f"no connection within {timeout:g} s"
+    if any(w in low for w in ("deadline", "timeout", "timed out")):
+        return f"no answer within {timeout:g} s ({action})"
+    return first_line(message)
+
+
+def make_schema(*, binary: bool, dim: int) -> Any:
+    """Our collection schema: id (VARCHAR primary key), vector, label, meta (JSON)."""
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+    vector_type = DataType.BINARY_VECTOR if binary else DataType.FLOAT_VECTOR
+    schema.add_field("vector", vector_type, dim=dim)
+    schema.add_field("label", DataType.VARCHAR, max_length=MAX_ID)
+    schema.add_field("meta", DataType.JSON)
+    return schema
+
+
+def row_batches(
+    ids: Sequence[str],
+    array: np.ndarray,
+    labels: Sequence[str | None],
+    metas: Sequence[dict[str, Any]],
+    *,
+    binary: bool,
+) -> Iterator[list[dict[str, Any]]]:
+    """Checked rows in batches of BATCH_ROWS rows or about BATCH_BYTES (a later duplicate id
+    wins)."""
+    if not len(ids) == len(array) == len(labels) == len(metas):
+        raise InvalidInput(
+            "upsert needs as many ids, vectors, labels and metas: "
+            f"{len(ids)}, {len(array)}, {len(labels)}, {len(metas)}"
+        )
+    last = {item: n for n, item in enumerate(ids)}
+    rows: list[dict[str, Any]] = []
+    size = 0
+    for n, item in enumerate(ids):
+        if last[item] != n:
+            continue
+        label = labels[n] or ""
+        check_text("label", label)
+        meta = metas[n] if metas[n] is not None else {}
+        if not isinstance(meta, dict):
+            raise InvalidInput(f"Milvus item metadata is a JSON object, not {meta!r:.60}")
+        try:
+            size += len(json.dumps(meta)) + array.shape[1] * array.itemsize + 2 * len(item)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"metadata of {item!r} is not JSON: {exc}") from None
+        vector = array[n].tobytes() if binary else array[n].tolist()
+        rows.append({"id": item, "vector": vector, "label": label, "meta": meta})
+        if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
+            yield rows
+            rows, size = [], 0
+    if rows:
+        yield rows

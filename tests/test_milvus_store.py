@@ -1,0 +1,374 @@
+"""MilvusVectors: the Milvus vector store. Most tests use Milvus Lite in a temporary folder;
+the ``server`` ones use a real Milvus standalone server (tests/services_milvus.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from services_milvus import milvus_server  # noqa: F401  (the session fixture)
+
+from lookalike.errors import (
+    BackendMismatch,
+    CollectionNotFound,
+    InvalidInput,
+    MissingDependency,
+    ServiceUnavailable,
+)
+
+pytest.importorskip("pymilvus", reason="needs the milvus extra")
+from lookalike.store.milvus import MilvusVectors  # noqa: E402
+
+
+def unit(rows: int, dim: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def codes(rows: int, bits: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (rows, bits // 8), dtype=np.uint8)
+
+
+def ids_of(n: int, prefix: str = "item") -> list[str]:
+    return [f"{prefix}-{i}" for i in range(n)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> str:
+    return str(tmp_path / "milvus" / "vectors.db")
+
+
+def opened(uri: str, name: str = "photos", **kw: object) -> MilvusVectors:
+    kw.setdefault("dim", 32)
+    kw.setdefault("binary", False)
+    store = MilvusVectors(uri, name, **kw)  # type: ignore[arg-type]
+    store.open()
+    return store
+
+
+# -- Milvus Lite --------------------------------------------------------------------------
+
+
+def test_search_scores_are_numpys_exact_cosine(lite: str) -> None:
+    store = opened(lite, index="flat")
+    x, ids = unit(300, 32, 1), ids_of(300)
+    store.upsert(ids, x, [None] * 300, [{}] * 300)
+    queries = unit(5, 32, 2)
+    hits = store.search(queries, 10)
+    exact = queries @ x.T
+    for q, row in enumerate(hits):
+        best = np.argsort(-exact[q])[:10]
+        assert [h[0] for h in row] == [ids[i] for i in best]
+        np.testing.assert_allclose([h[1] for h in row], exact[q, best], atol=1e-5)
+    got = store.vectors_of([ids[7], ids[8], "no-such-id"])
+    assert set(got) == {ids[7], ids[8]} and got[ids[7]].dtype == np.float32
+    np.testing.assert_allclose(got[ids[7]], x[7], atol=1e-6)
+    assert store.search(np.zeros((0, 32), np.float32), 3) == []
+
+
+def test_upsert_replaces_a_row_and_keeps_the_count(lite: str) -> None:
+    store = opened(lite)
+    x = unit(20, 32, 3)
+    store.upsert(ids_of(20), x, ["old"] * 20, [{"v": 1}] * 20)
+    new = unit(1, 32, 4)
+    store.upsert(["item-5"], new, ["new"], [{"v": 2}])
+    assert store.count() == 20
+    np.testing.assert_allclose(store.vectors_of(["item-5"])["item-5"], new[0], atol=1e-6)
+    assert store.search(new, 1, 'label == "new"') == [[("item-5", pytest.approx(1.0, abs=1e-5))]]
+    # a later duplicate in the same call wins
+    store.upsert(["dup", "dup"], unit(2, 32, 5), ["first", "second"], [{}, {}])
+    assert [h[0] for h in store.search(unit(1, 32, 6), 5, 'label == "second"')[0]] == ["dup"]
+    assert store.count() == 21
+
+
+def test_delete_removes_rows_and_ignores_unknown_ids(lite: str) -> None:
+    store = opened(lite)
+    x = unit(10, 32, 7)
+    store.upsert(ids_of(10), x, [None] * 10, [{}] * 10)
+    store.delete(["item-0", "item-1", "never-added"])
+    assert store.count() == 8
+    assert "item-0" not in {h[0] for h in store.search(x[:1], 10)[0]}
+    assert store.vectors_of(["item-0"]) == {}
+
+
+def test_label_filter_expression(lite: str) -> None:
+    store = opened(lite, index="flat")
+    x = unit(30, 32, 8)
+    labels = ["shoes" if i % 3 == 0 else ("hat" if i % 3 == 1 else None) for i in range(30)]
+    store.upsert(ids_of(30), x, labels, [{}] * 30)
+    hits = store.search(x[:1], 30, 'label == "shoes"')[0]
+    assert {h[0] for h in hits} == {f"item-{i}" for i in range(0, 30, 3)}
+    unlabelled = store.search(x[:1], 30, 'label == ""')[0]
+    assert {h[0] for h in unlabelled} == {f"item-{i}" for i in range(2, 30, 3)}
+
+
+def test_metadata_json_filter_expression(lite: str) -> None:
+    store = opened(lite, index="flat")
+    x = unit(12, 32, 9)
+    metas = [{"price": i * 10, "brand": "acme" if i < 6 else "zeta"} for i in range(12)]
+    store.upsert(ids_of(12), x, [None] * 12, metas)
+    hits = store.search(x[:1], 12, 'meta["price"] >= 50 and meta["brand"] == "acme"')[0]
+    assert {h[0] for h in hits} == {"item-5"}
+
+
+def test_binary_codes_score_one_minus_hamming_over_bits(lite: str) -> None:
+    store = opened(lite, "hashes", dim=64, binary=True)
+    assert store.info()["milvus_index"] == "BIN_FLAT"
+    x = codes(50, 64, 10)
+    store.upsert(ids_of(50), x, [None] * 50, [{}] * 50)
+    query = x[3:4]
+    hits = store.search(query, 5)[0]
+    distance = np.unpackbits(x ^ query, axis=1).sum(axis=1)
+    for item, score in hits:
+        assert score == pytest.approx(1 - distance[int(item.split("-")[1])] / 64)
+    assert hits[0] == ("item-3", 1.0)
+    assert sorted((s for _, s in hits), reverse=True) == [s for _, s in hits]
+    got = store.vectors_of(["item-9"])["item-9"]
+    assert got.dtype == np.uint8 and np.array_equal(got, x[9])
+
+
+def test_existing_collection_with_other_dims_or_metric_is_refused_naming_both(lite: str) -> None:
+    opened(lite, "shoes", dim=32).close()
+    with pytest.raises(BackendMismatch) as dims:
+        opened(lite, "shoes", dim=48)
+    assert "'shoes' has 32 dims (IP)" in str(dims.value)
+    assert "model has 48 dims (IP)" in str(dims.value)
+    with pytest.raises(BackendMismatch) as metric:
+        opened(lite, "shoes", dim=32, binary=True)
+    assert "32 dims (IP)" in str(metric.value) and "32 bits (HAMMING)" in str(metric.value)
+
+
+def test_a_collection_without_our_fields_is_refused(lite: str) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    Path(lite).parent.mkdir(parents=True)
+    client = MilvusClient(uri=lite)
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=32)
+    client.create_collection("foreign", schema=schema)
+    client.close()
+    with pytest.raises(BackendMismatch, match="'foreign' .* not a lookalike collection"):
+        opened(lite, "foreign")
+
+
+def test_open_without_create_needs_the_collection(lite: str) -> None:
+    with pytest.raises(CollectionNotFound, match="no collection 'missing'"):
+        MilvusVectors(lite, "missing", dim=8, binary=False).open(create=False)
+
+
+@pytest.mark.parametrize(
+    ("index", "params", "binary", "message"),
+    [
+        (
+            "ivf-sq8",
+            None,
+            False,
+            "Milvus Lite has only the flat, ivf-flat and auto indexes; "
+            "ivf-sq8 needs a Milvus server",
+        ),
+        ("hnsw", None, False, "hnsw needs a Milvus server"),
+        ("ivf-flat", None, True, "ivf-flat needs a Milvus server"),
+        (
+            "ivf-sq8",
+            None,
+            True,
+            "ivf-sq8 is for float vectors; a hamming collection takes flat or ivf-flat",
+        ),
+        ("ivf-flat", {"nlist": 0}, False, "nlist must be in 1..65536, not 0"),
+        ("ivf-flat", {"nlist": 70000}, False, "nlist must be in 1..65536, not 70000"),
+        ("ivf-flat", {"nlist": 8, "nprobe": 9}, False, "nprobe (9) cannot exceed nlist (8)"),
+        ("flat", {"nlist": 8}, False, "flat takes no parameters, not nlist"),
+        ("ivf-flat", {"nlist": "many"}, False, "nlist must be an integer, not 'many'"),
+        ("annoy", None, False, "unknown Milvus index 'annoy'"),
+    ],
+)
+def test_what_the_target_cannot_do_is_refused_in_one_line(
+    lite: str, index: str, params: dict | None, binary: bool, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as err:
+        MilvusVectors(lite, "c", dim=64, binary=binary, index=index, params=params)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_arguments_are_invalid_input(lite: str) -> None:
+    store = opened(lite, dim=8)
+    one = unit(1, 8, 11)
+    with pytest.raises(InvalidInput, match="at most 1024 bytes"):
+        store.upsert(["x" * 1025], one, [None], [{}])
+    with pytest.raises(InvalidInput, match="8 floats"):
+        store.upsert(["a"], unit(1, 9, 11), [None], [{}])
+    with pytest.raises(InvalidInput, match="1 to 16384 neighbours"):
+        store.search(one, 16385)
+    with pytest.raises(InvalidInput, match="bad Milvus filter"):
+        store.search(one, 3, "colour === 'red'")
+    with pytest.raises(InvalidInput, match="not JSON"):
+        store.upsert(["a"], one, [None], [{"when": object()}])
+    with pytest.raises(InvalidInput, match="Milvus Lite cannot hold ids with a '"):
+        store.upsert(["it's"], one, [None], [{}])
+    with pytest.raises(InvalidInput, match="a Milvus Lite file name ends in .db"):
+        MilvusVectors(str(Path(lite).with_suffix(".txt")), "c", dim=8, binary=False)
+
+
+def test_count_and_info(lite: str) -> None:
+    store = opened(lite, index="ivf-flat", params={"nlist": 16, "nprobe": 4})
+    store.upsert(ids_of(40), unit(40, 32, 12), [None] * 40, [{}] * 40)
+    assert store.count() == 40
+    info = store.info()
+    assert info == {
+        "type": "ivf-flat",
+        "milvus_index": "IVF_FLAT",
+        "params": {"nlist": 16, "nprobe": 4},
+        "metric": "IP",
+        "dim": 32,
+        "count": 40,
+        "uri": lite,
+        "collection": "photos",
+        "deployment": "lite",
+    }
+    # reopened with the default index, the store adopts the collection's own; nprobe is a
+    # search knob, not stored: the default (16) unless given again
+    assert opened(lite).info()["params"] == {"nlist": 16, "nprobe": 16}
+    assert opened(lite, params={"nprobe": 4}).info()["params"] == {"nlist": 16, "nprobe": 4}
+    with pytest.raises(BackendMismatch, match="has a IVF_FLAT index nlist=16; --index flat"):
+        opened(lite, index="flat")
+    store.drop()
+    assert MilvusVectors(lite, "photos", dim=32, binary=False).lite
+
+
+def test_without_pymilvus_the_extra_is_named(lite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'lookalike\[milvus\]'"):
+        MilvusVectors(lite, "c", dim=8, binary=False).open()
+
+
+def test_an_unreachable_server_is_unavailable_quickly_and_no_secret_leaks() -> None:
+    port = free_port()
+    store = MilvusVectors(
+        f"http://alice:s3cret-pw@127.0.0.1:{port}",
+        "photos",
+        dim=8,
+        binary=False,
+        token="tok-very-secret",
+        timeout=3,
+    )
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as err:
+        store.open()
+    assert time.monotonic() - started < 15
+    message = str(err.value)
+    assert message.startswith(f"Milvus at http://127.0.0.1:{port} is unavailable")
+    for text in (message, repr(store), store.display_uri):
+        assert "s3cret" not in text and "tok-very" not in text and "alice" not in text
+    with pytest.raises(ServiceUnavailable):  # and again on the next call, not a hang
+        store.count()
+
+
+# -- a real Milvus server -----------------------------------------------------------------
+
+
+@pytest.fixture
+def server_store(milvus_server) -> Iterator[Callable[..., MilvusVectors]]:  # noqa: F811
+    """Opens stores on the server, each test on collections of its own (dropped after)."""
+    names: dict[str, str] = {}
+    stores: list[MilvusVectors] = []
+
+    def make(name: str, **kw: object) -> MilvusVectors:
+        names.setdefault(name, f"{name}_{uuid.uuid4().hex[:8]}")
+        stores.append(opened(milvus_server.uri, names[name], **kw))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        with contextlib.suppress(Exception):
+            store.drop()
+        store.close()
+
+
+def clustered(rows: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around 50 centres, as image embeddings group by content."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((50, dim))
+    x = centres[rng.integers(0, 50, rows)] + 0.5 * rng.standard_normal((rows, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_server_ivf_sq8_recall_at_10(server_store: Callable[..., MilvusVectors]) -> None:
+    x, queries = clustered(5000, 64, 20), clustered(100, 64, 21)
+    truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
+    store = server_store("recall", dim=64, index="ivf-sq8", params={"nlist": 32, "nprobe": 8})
+    store.upsert(ids_of(5000, "v"), x, [None] * 5000, [{}] * 5000)
+    store.wait_indexed(120, reload=True)  # searches go through the IVF_SQ8 index only
+    assert store.index_progress() == (5000, 5000, 0)
+    info = store.info()
+    assert (info["milvus_index"], info["params"]) == ("IVF_SQ8", {"nlist": 32, "nprobe": 8})
+    assert info["count"] == 5000 and info["deployment"] == "server"
+    hits = store.search(queries, 10)
+    found = [{int(item.split("-")[1]) for item, _ in row} for row in hits]
+    recall = np.mean([len(f & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95  # measured 0.98: 8 of 32 lists, 8-bit scalar quantization
+
+
+def test_server_auto_is_hnsw_and_ef_follows_k(server_store: Callable[..., MilvusVectors]) -> None:
+    store = server_store("auto", dim=16)
+    assert store.info()["milvus_index"] == "HNSW"
+    assert store.info()["params"] == {"M": 16, "efConstruction": 200, "ef": 64}
+    store.upsert(ids_of(300), unit(300, 16, 22), [None] * 300, [{}] * 300)
+    assert len(store.search(unit(1, 16, 23), 200)[0]) == 200  # k > ef: ef is raised to k
+
+
+def test_server_rows_are_seen_at_once_by_another_replica(
+    server_store: Callable[..., MilvusVectors],
+) -> None:
+    one, two = server_store("replicas", dim=8), server_store("replicas", dim=8)
+    x = unit(3, 8, 24)
+    one.upsert(["it's", 'say "hi"', "back\\slash"], x, ["a", None, None], [{}, {}, {}])
+    assert two.count() == 3  # Strong consistency: no flush, no wait
+    assert two.search(x[:1], 1) == [[("it's", pytest.approx(1.0, abs=1e-5))]]
+    two.delete(["it's"])
+    assert one.count() == 2
+
+
+def test_server_restart_calls_fail_fast_then_the_same_store_works_again(
+    milvus_server,  # noqa: F811
+    server_store: Callable[..., MilvusVectors],
+) -> None:
+    if not milvus_server.can_restart:
+        pytest.skip("LOOKALIKE_TEST_MILVUS_URI is set: the server is not ours to restart")
+    store = server_store("restarts", dim=8, timeout=3)
+    x = unit(50, 8, 25)
+    store.upsert(ids_of(50), x, [None] * 50, [{}] * 50)
+    milvus_server.stop()
+    try:
+        for call in (store.count, store.ping, lambda: store.search(x[:1], 3)):
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match="Milvus at http://127.0.0.1"):
+                call()
+            assert time.monotonic() - started < 10
+    finally:
+        milvus_server.start()
+    deadline = time.monotonic() + 90
+    while True:  # the server reloads the collection; meanwhile calls say it is unavailable
+        started = time.monotonic()
+        try:
+            hits = store.search(x[:1], 3)
+            break
+        except ServiceUnavailable:
+            assert time.monotonic() - started < 10
+            assert time.monotonic() < deadline, "the store did not come back in 90 s"
+            time.sleep(1)
+    assert hits[0][0] == ("item-0", pytest.approx(1.0, abs=1e-5))
+    assert store.count() == 50
