@@ -145,7 +145,9 @@ def part_vectors(
     params = {"nlist": 512, "nprobe": 16}
     print(bench_milvus(lite, "bench", "ivf-flat", params, ids, base, queries, truth), flush=True)
     for index, knobs2 in (("ivf-sq8", params), ("hnsw", {})):
-        print(bench_milvus(milvus_uri, "bench", index, knobs2, ids, base, queries, truth), flush=True)
+        print(
+            bench_milvus(milvus_uri, "bench", index, knobs2, ids, base, queries, truth), flush=True
+        )
     return folder
 
 
@@ -222,7 +224,9 @@ def part_serving(
     finally:
         proc.terminate()
         proc.wait()
-    spec = RemoteSpec.parse(milvus_uri, "served", "ivf-sq8", {"nlist": 512, "nprobe": 16}, redis_uri)
+    spec = RemoteSpec.parse(
+        milvus_uri, "served", "ivf-sq8", {"nlist": 512, "nprobe": 16}, redis_uri
+    )
     t0 = time.perf_counter()
     with Collection.open(folder) as coll:
         coll.use_store(spec)
@@ -281,7 +285,9 @@ def main() -> int:
             data = mixture(a.items + a.queries, a.dim)
             base, queries = data[: a.items], data[a.items :]
             ids = [f"v{i:07d}" for i in range(a.items)]
-            title = f"{a.items:,} x {a.dim} vectors (clustered mixture), {a.queries} held-out queries"
+            title = (
+                f"{a.items:,} x {a.dim} vectors (clustered mixture), {a.queries} held-out queries"
+            )
             folder = part_vectors(title, ids, base, queries, tmp, milvus.uri)
             if (a.model_path / "model.onnx").exists() and a.photos.is_dir():
                 real = tmp / "clothing"

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # Real services, started by the tests themselves and stopped at the end of the session
 # (fault tests stop and restart them): redis-server, and the Milvus standalone server.
-pytest_plugins = ["services_redis"]
+pytest_plugins = ["services_redis", "services_milvus"]
 
 # The `photos` fixture's layout: 10 labels x 6 generated photo-like JPEGs.
 PHOTO_LABELS = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts"]

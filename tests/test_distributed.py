@@ -116,7 +116,7 @@ def test_metadata_in_redis_and_a_replica_with_no_folder(
     from lookalike.distributed.served import ServedCollection
     from lookalike.server import create_app
 
-    uri = redis_server.uri + "/3"
+    uri = redis_server.uri.rsplit("/", 1)[0] + "/3"
     RedisMetadata(uri).flush_namespace()
     lite = str(tmp_path / "vectors.db")
     r = cli(
@@ -156,7 +156,7 @@ def test_metadata_in_redis_and_a_replica_with_no_folder(
 def test_a_redis_database_of_another_collection_is_refused(
     cli: Callable[..., Any], photos: Path, model: Path, tmp_path: Path, redis_server: Any
 ) -> None:
-    uri = redis_server.uri + "/4"
+    uri = redis_server.uri.rsplit("/", 1)[0] + "/4"
     RedisMetadata(uri).flush_namespace()
     base = ("--model-path", str(model), "--metadata", uri)
     first = cli(
@@ -177,7 +177,7 @@ def test_a_redis_database_of_another_collection_is_refused(
 def test_json_info_never_shows_credentials(
     cli: Callable[..., Any], photos: Path, model: Path, tmp_path: Path, redis_server: Any
 ) -> None:
-    uri = redis_server.uri.replace("redis://", "redis://:s3cret@") + "/5"
+    uri = redis_server.uri.replace("redis://", "redis://:s3cret@").rsplit("/", 1)[0] + "/5"
     r = cli(
         "index", str(photos / "hat"), "--collection", str(tmp_path / "c"),
         "--model-path", str(model), "--store", "milvus",

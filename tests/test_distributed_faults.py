@@ -55,7 +55,7 @@ def test_milvus_unreachable_is_one_line_naming_it_and_exit_3(
 def test_redis_down_is_one_line_naming_it_and_a_rerun_publishes_everything(
     cli: Callable[..., Any], photos: Path, model: Path, tmp_path: Path, redis_server: Any
 ) -> None:
-    uri = redis_server.uri + "/7"
+    uri = redis_server.uri.rsplit("/", 1)[0] + "/7"
     RedisMetadata(uri).flush_namespace()
     flags = ("--collection", str(tmp_path / "c"), "--model-path", str(model), "--store", "milvus",
              "--milvus-uri", str(tmp_path / "v.db"), "--metadata", uri)  # fmt: skip
@@ -96,7 +96,7 @@ def _assert_consistent(coll: Path, milvus_uri: str, redis_uri: str, n: int) -> N
 def test_kill_9_mid_run_then_a_rerun_leaves_nothing_lost_or_half_visible(
     photos: Path, model: Path, tmp_path: Path, redis_server: Any, delay: float
 ) -> None:
-    uri = redis_server.uri + "/8"
+    uri = redis_server.uri.rsplit("/", 1)[0] + "/8"
     RedisMetadata(uri).flush_namespace()
     script = Path(sys.executable).parent / "lookalike"
     args = [str(script), "index", str(photos), "--collection", str(tmp_path / "c"),

@@ -68,7 +68,7 @@ def replicas(
     """Photos indexed into the Milvus server + Redis, and two replicas serving them."""
     model = write_local_model(tmp_path / "model", make_pooling_model(dim=16))
     name = "r" + uuid.uuid4().hex[:12]
-    redis_uri = redis_server.uri + "/6"
+    redis_uri = redis_server.uri.rsplit("/", 1)[0] + "/6"
     RedisMetadata(redis_uri).flush_namespace()
     flags = [
         "--milvus-uri",

@@ -272,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="lookalike: %(levelname)s: %(message)s")
+    if verbose < 2:  # other libraries' (pymilvus...) chatter below WARNING only with -vv
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(
+                lambda r: r.name.startswith("lookalike") or r.levelno >= logging.WARNING
+            )
 
 
 COMMANDS = {

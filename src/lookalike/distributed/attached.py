@@ -139,7 +139,8 @@ class Attached:
             "items": n,
             "measured_at": time.time(),
         }
-        self.catalog.set_meta(RECALL_KEY, json.dumps(result))
+        with self.catalog.transaction():
+            self.catalog.set_meta(RECALL_KEY, json.dumps(result))
         redis = self.redis
         if redis is not None:
             redis.set_info("recall", result)

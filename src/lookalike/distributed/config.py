@@ -122,6 +122,7 @@ def identity(model: dict[str, Any], spec: RemoteSpec) -> dict[str, Any]:
 def open_milvus(spec: RemoteSpec, dim: int, binary: bool) -> MilvusVectors:
     from ..store.milvus import MilvusVectors
 
+    creds = milvus_credentials()
     vectors = MilvusVectors(
         spec.milvus_uri,
         spec.collection,
@@ -129,7 +130,9 @@ def open_milvus(spec: RemoteSpec, dim: int, binary: bool) -> MilvusVectors:
         binary=binary,
         index=spec.index,
         params=dict(spec.params),
-        **milvus_credentials(),
+        token=creds.get("token"),
+        user=creds.get("user"),
+        password=creds.get("password"),
     )
     vectors.open(create=True)
     return vectors

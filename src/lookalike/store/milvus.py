@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,23 @@ EXPR_IDS, QUERY_BATCH = 1000, 256  # ids per "id in [...]", query vectors per se
 
 class MilvusError(LookalikeError):
     """Milvus refused a request (not a connection problem); the message is one line."""
+
+
+@contextmanager
+def _lite_stderr_quiet(lite: bool) -> Iterator[None]:
+    """Milvus Lite's server process inherits our stderr and writes glog lines to it (one
+    "Process exit" error at every exit): it gets /dev/null instead while it is started."""
+    if not lite:
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class MilvusVectors:
@@ -125,11 +143,14 @@ class MilvusVectors:
             raise MissingDependency(
                 "--store milvus needs the milvus extra: pip install 'lookalike[milvus]'"
             ) from None
-        logging.getLogger("pymilvus").addHandler(logging.NullHandler())
+        quiet = logging.getLogger("pymilvus")  # its DEBUG lines are not our users' business
+        quiet.addHandler(logging.NullHandler())
+        quiet.setLevel(max(quiet.getEffectiveLevel(), logging.WARNING))
         if self.lite:
             Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MilvusClient(uri=self.uri, timeout=self.timeout, **self._auth)
+            with _lite_stderr_quiet(self.lite):
+                return MilvusClient(uri=self.uri, timeout=self.timeout, **self._auth)
         except Exception as exc:  # unreachable, or a refused login
             raise self._translate(exc, "connect") from None
 
