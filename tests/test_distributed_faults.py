@@ -107,7 +107,7 @@ def test_kill_9_mid_run_then_a_rerun_leaves_nothing_lost_or_half_visible(
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    rerun = subprocess.run(args[:4], env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(args[:5], env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     _assert_consistent(tmp_path / "c", str(tmp_path / "v.db"), uri, 60)
 

@@ -272,11 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="lookalike: %(levelname)s: %(message)s")
-    if verbose < 2:  # other libraries' (pymilvus...) chatter below WARNING only with -vv
+    if verbose < 2:  # other libraries' chatter only with -vv
         for handler in logging.getLogger().handlers:
-            handler.addFilter(
-                lambda r: r.name.startswith("lookalike") or r.levelno >= logging.WARNING
-            )
+            handler.addFilter(_ours_or_warning)
+
+
+# Client libraries whose failures come back as lookalike's one-line errors (ServiceUnavailable)
+_WRAPPED = ("pymilvus", "milvus_lite", "redis")
+
+
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    if record.name.startswith("lookalike"):
+        return True
+    return record.levelno >= logging.WARNING and not record.name.startswith(_WRAPPED)
 
 
 COMMANDS = {
