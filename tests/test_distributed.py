@@ -187,3 +187,20 @@ def test_json_info_never_shows_credentials(
     text = r.out + r.err + (tmp_path / "c" / "collection.json").read_text()
     text += json.dumps(cli("info", "--collection", str(tmp_path / "c"), "--json").json())
     assert "s3cret" not in text and "t0ken" not in text
+
+
+def test_hash_collections_use_a_binary_field_with_hamming_distance(
+    cli: Callable[..., Any], photos: Path, tmp_path: Path
+) -> None:
+    emb, mil = tmp_path / "emb", tmp_path / "mil"
+    assert cli("index", str(photos), "--collection", str(emb), "--model", "phash").code == 0
+    r = cli("index", str(photos), "--collection", str(mil), "--model", "phash",
+            "--store", "milvus", "--milvus-uri", str(tmp_path / "h.db"))  # fmt: skip
+    assert r.code == 0, r.err
+    info = cli("info", "--collection", str(mil), "--json").json()["remote"]
+    assert info["milvus_index"] == "BIN_FLAT" and info["metric"] == "HAMMING"
+    for query in ("hat/1006.jpg", "skirt/1050.jpg"):
+        got = _hits(cli, mil, str(photos / query))
+        want = _hits(cli, emb, str(photos / query))
+        assert got[0] == want[0] == (query, 1.0)
+        assert sorted(s for _, s in got) == sorted(s for _, s in want)

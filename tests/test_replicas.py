@@ -148,3 +148,27 @@ def test_redis_down_gives_503_then_the_replicas_recover_by_themselves(
         while httpx.get(url + "/health", timeout=10).status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.5)
+
+
+def test_milvus_down_gives_503_naming_it_then_the_replicas_recover(
+    replicas: tuple[str, str, dict[str, str]], milvus_server: Any
+) -> None:
+    if not getattr(milvus_server, "can_restart", False):
+        pytest.skip("the Milvus server is not this session's own: it cannot be restarted")
+    url_a, url_b, _ = replicas
+    milvus_server.stop()
+    try:
+        r = httpx.get(url_a + "/items/hat/1006.jpg/similar", timeout=60)
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert "Milvus" in r.json()["error"]
+        health = httpx.get(url_b + "/health", timeout=60)
+        assert health.status_code == 503
+        deps = health.json()["dependencies"]
+        assert deps["milvus"].startswith("down") and deps["redis"] == "ok"
+    finally:
+        milvus_server.start()
+    for url in (url_a, url_b):
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/items/hat/1006.jpg/similar", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the replica did not recover"
+            time.sleep(0.5)
