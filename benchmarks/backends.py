@@ -278,8 +278,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lookalike-backends-") as name:
         tmp = Path(name)
         redis, redis_uri = start_redis(tmp)
-        milvus = MilvusProcess(tmp / "milvus", Path(tempfile.gettempdir()) / "lookalike-milvus-bin")
-        (tmp / "milvus").mkdir(exist_ok=True)
+        (tmp / "milvus").mkdir()
+        bins = Path(tempfile.gettempdir()) / "lookalike-tests-milvus-2.3.5-bin"  # the tests' cache
+        milvus = MilvusProcess(tmp / "milvus", bins)
         milvus.start()
         try:
             data = mixture(a.items + a.queries, a.dim)

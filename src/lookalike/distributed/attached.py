@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..store import outbox
 from .config import RemoteSpec, identity, open_milvus, open_redis
+from .fences import CatalogFence, RedisFence
 from .publisher import publish
 from .search import CatalogMetadata, MetadataSource, search_hits
 
@@ -74,7 +75,12 @@ class Attached:
     @property
     def milvus(self) -> MilvusVectors:
         if self._milvus is None:
-            self._milvus = open_milvus(self.spec, int(self.model["dim"]), self.binary)
+            milvus = open_milvus(self.spec, int(self.model["dim"]), self.binary)
+            redis = self.redis
+            milvus.fence = RedisFence(redis) if redis is not None else CatalogFence(self.catalog)
+            if redis is not None:  # the replicas search with the same knobs (nprobe, ef)
+                redis.set_info("search", dict(milvus.plan.search))
+            self._milvus = milvus
         return self._milvus
 
     @property

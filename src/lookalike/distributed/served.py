@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemExists, ItemNotFound
 from ..search.hits import Hit
 from .config import RemoteSpec, open_milvus, open_redis
+from .fences import RedisFence
 from .search import item_vector, search_hits
 
 if TYPE_CHECKING:
@@ -82,7 +83,9 @@ class ServedCollection:
         self.dim = int(record["dim"])
         self.width = self.dim // 8 if self.binary else self.dim
         self.redis: RedisMetadata = open_redis(spec, ident, record)
-        self.milvus: MilvusVectors = open_milvus(spec, self.dim, self.binary)
+        knobs = {**(probe.info().get("search") or {}), **spec.params}  # the indexer's nprobe/ef
+        self.milvus: MilvusVectors = open_milvus(replace(spec, params=knobs), self.dim, self.binary)
+        self.milvus.fence = RedisFence(self.redis)
         self._embedder: Embedder | None = None
 
     @property

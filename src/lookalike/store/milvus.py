@@ -9,14 +9,11 @@ connects again (a restarted server is picked up by itself).
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +22,9 @@ from lookalike.errors import (
     CollectionNotFound,
     InvalidInput,
     LookalikeError,
-    MissingDependency,
     ServiceUnavailable,
 )
+from lookalike.store.milvus_client import Fence, new_client
 from lookalike.store.milvus_index import (
     MAX_K,
     IndexPlan,
@@ -54,23 +51,6 @@ EXPR_IDS, QUERY_BATCH = 1000, 256  # ids per "id in [...]", query vectors per se
 
 class MilvusError(LookalikeError):
     """Milvus refused a request (not a connection problem); the message is one line."""
-
-
-@contextmanager
-def _lite_stderr_quiet(lite: bool) -> Iterator[None]:
-    """Milvus Lite's server process inherits our stderr and writes glog lines to it (one
-    "Process exit" error at every exit): it gets /dev/null instead while it is started."""
-    if not lite:
-        yield
-        return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class MilvusVectors:
@@ -102,6 +82,7 @@ class MilvusVectors:
         self._call_timeout = max(1, math.ceil(self.timeout))  # pymilvus bounds retries by ints
         self._client: Any = None
         self._lock = threading.Lock()
+        self.fence: Fence | None = None  # set by the owner: see Fence
         self._reload = False  # a call found the collection not loaded: check before the next
         check_setup(collection, self.dim, self.binary, uri, self.lite)
         self.requested_index = index
@@ -138,19 +119,9 @@ class MilvusVectors:
 
     def _connect(self) -> Any:
         try:
-            from pymilvus import MilvusClient
-        except ImportError:
-            raise MissingDependency(
-                "--store milvus needs the milvus extra: pip install 'lookalike[milvus]'"
-            ) from None
-        quiet = logging.getLogger("pymilvus")  # its DEBUG lines are not our users' business
-        quiet.addHandler(logging.NullHandler())
-        quiet.setLevel(max(quiet.getEffectiveLevel(), logging.WARNING))
-        if self.lite:
-            Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with _lite_stderr_quiet(self.lite):
-                return MilvusClient(uri=self.uri, timeout=self.timeout, **self._auth)
+            return new_client(self.uri, self.timeout, self._auth, lite=self.lite)
+        except LookalikeError:
+            raise
         except Exception as exc:  # unreachable, or a refused login
             raise self._translate(exc, "connect") from None
 
@@ -282,6 +253,7 @@ class MilvusVectors:
         for batch in row_batches(ids, array, labels, metas, binary=self.binary):
             with self._call("upsert") as client:
                 client.upsert(self.collection, batch, timeout=self._call_timeout)
+                self._wrote()
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete rows by id (unknown ids are ignored)."""
@@ -289,6 +261,24 @@ class MilvusVectors:
         with self._call("delete") as client:
             for chunk in chunks(ids, EXPR_IDS):
                 client.delete(self.collection, filter=id_expr(chunk), timeout=self._call_timeout)
+                self._wrote()
+
+    def _wrote(self) -> None:
+        """Publish the last write's timestamp to the fence (call under the client lock)."""
+        if self.fence is not None and not self.lite:
+            from pymilvus.client import ts_utils
+
+            ts = ts_utils.get_collection_ts(self.collection)
+            if ts:
+                self.fence.advance(int(ts))
+
+    def _consistency(self) -> dict[str, Any]:
+        """Read options: with a fence, see every write it recorded (and not wait for more,
+        as Strong consistency does: up to a time tick, ~200 ms per search); without, the
+        collection's Strong consistency."""
+        if self.fence is None or self.lite:
+            return {}
+        return {"consistency_level": "Customized", "guarantee_timestamp": max(1, self.fence.read())}
 
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``ids`` that exist: float32 rows, or packed uint8 codes."""
@@ -301,6 +291,7 @@ class MilvusVectors:
                     filter=id_expr(chunk),
                     output_fields=["id", "vector"],
                     timeout=self._call_timeout,
+                    **self._consistency(),
                 )
                 for row in rows:
                     out[row["id"]] = decode_vector(row["vector"], self.binary)
@@ -330,6 +321,7 @@ class MilvusVectors:
                         search_params=params,
                         anns_field="vector",
                         timeout=self._call_timeout,
+                        **self._consistency(),
                     )
                 except Exception as exc:
                     if expr and is_expr_error(exc):

@@ -122,6 +122,7 @@ class RedisMetadata:
         self._begin_remove = reg(scripts.BEGIN_REMOVE)
         self._finish_remove = reg(scripts.FINISH_REMOVE)
         self._bind = reg(scripts.BIND)
+        self._raise = reg(scripts.RAISE)
 
     def __repr__(self) -> str:
         return f"RedisMetadata({self.address.display!r}, namespace={self.namespace!r})"
@@ -295,6 +296,15 @@ class RedisMetadata:
                 pipe.hgetall(self._item_key(item_id))
             rows = pipe.execute()
         return [_item(i, row) for i, row in zip(ids, rows, strict=True)]
+
+    def high_water(self, name: str) -> int:
+        """A value that only grows (``raise_high_water``), 0 before the first."""
+        with self._guard():
+            return int(self._client.get(f"{self.namespace}:hw:{name}") or 0)
+
+    def raise_high_water(self, name: str, value: int) -> None:
+        with self._guard():
+            self._raise(keys=[f"{self.namespace}:hw:{name}"], args=[str(int(value))])
 
     def get_one(self, item_id: str) -> Item | None:
         return self.get([item_id])[0]

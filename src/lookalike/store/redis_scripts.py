@@ -180,3 +180,12 @@ if f[2] == false then
 end
 return {f[1] or '', f[2]}
 """
+
+# KEYS[1] the value, ARGV[1] a decimal integer: keep the larger (compared as decimal strings:
+# Milvus timestamps pass 2**53, beyond Lua's exact numbers)
+RAISE = """
+local old = redis.call('GET', KEYS[1]) or '0'
+local new = ARGV[1]
+if #new > #old or (#new == #old and new > old) then redis.call('SET', KEYS[1], new) end
+return 1
+"""

@@ -1,0 +1,55 @@
+"""Making a pymilvus client (imported lazily), quietly; and the read-fence protocol."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from lookalike.errors import MissingDependency
+
+
+class Fence(Protocol):
+    """Where the timestamp of the last write is shared by every process using the collection
+    (Redis, or a folder's catalog): reads wait for that write, not for the newest moment."""
+
+    def read(self) -> int: ...
+
+    def advance(self, ts: int) -> None: ...
+
+
+@contextmanager
+def _lite_stderr_quiet(lite: bool) -> Iterator[None]:
+    """Milvus Lite's server process inherits our stderr and writes glog lines to it (one
+    "Process exit" error at every exit): it gets /dev/null instead while it is started."""
+    if not lite:
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def new_client(uri: str, timeout: float, auth: dict[str, Any], *, lite: bool) -> Any:
+    """A ``MilvusClient`` (a Milvus Lite file starts its server process here)."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise MissingDependency(
+            "--store milvus needs the milvus extra: pip install 'lookalike[milvus]'"
+        ) from None
+    quiet = logging.getLogger("pymilvus")  # its DEBUG lines are not our users' business
+    quiet.addHandler(logging.NullHandler())
+    quiet.setLevel(max(quiet.getEffectiveLevel(), logging.WARNING))
+    if lite:
+        Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    with _lite_stderr_quiet(lite):
+        return MilvusClient(uri=uri, timeout=timeout, **auth)
