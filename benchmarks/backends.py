@@ -52,6 +52,20 @@ MODEL = SHARED / "models" / "mobilenet-v2-imagenet"
 PHOTOS = SHARED / "datasets" / "clothing-small"
 
 
+class LocalFence:
+    """The last write's timestamp, kept in this process (``distributed/fences.py`` keeps it
+    in Redis or the catalog, for every process)."""
+
+    def __init__(self) -> None:
+        self.ts = 0
+
+    def read(self) -> int:
+        return self.ts
+
+    def advance(self, ts: int) -> None:
+        self.ts = max(self.ts, ts)
+
+
 def mixture(n: int, dim: int, clusters: int = 1000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
@@ -107,6 +121,7 @@ def bench_milvus(
     base: np.ndarray, queries: np.ndarray, truth: list[set[str]],
 ) -> str:  # fmt: skip
     store = MilvusVectors(uri, name, dim=base.shape[1], binary=False, index=index, params=params)
+    store.fence = LocalFence()  # as a folder or Redis keeps it: reads see the writes made
     store.open(create=True)
     t0 = time.perf_counter()
     for start in range(0, len(ids), 20_000):

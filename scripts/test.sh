@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-. scripts/_venv.sh "[dev,server,spark]"
+. scripts/_venv.sh "[dev,server,spark,milvus,redis]"
 
 # The browser test (tests/test_web.py) drives Debian's chromium: installed only in CI
 # (CI=true) or when asked (LOOKALIKE_INSTALL_CHROMIUM=1), else the test skips and says why.
 bash scripts/need_chromium.sh
+# Redis and a Milvus server for the distributed-mode tests (the tests start and stop them).
+bash scripts/need_services.sh
 
 echo "== ruff"
 ruff check src tests benchmarks
