@@ -144,6 +144,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = import_parquet(
             coll, args.parquet_dir, batch_size=args.batch_size, progress=progress
         )
+        coll.publish()  # into Milvus (and Redis) when the collection has a remote store
         idx = coll.index.ensure() if len(coll) else coll.index.info()
     finally:
         if progress:

@@ -20,6 +20,7 @@ from .config import RemoteSpec, identity, open_milvus, open_redis
 from .fences import CatalogFence, RedisFence
 from .publisher import publish
 from .search import CatalogMetadata, MetadataSource, search_hits
+from .tuning import RECALL_TARGET, exact_top, tune_search
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,6 +79,11 @@ class Attached:
             milvus = open_milvus(self.spec, int(self.model["dim"]), self.binary)
             redis = self.redis
             milvus.fence = RedisFence(redis) if redis is not None else CatalogFence(self.catalog)
+            tuned = (self.recall() or {}).get("search") or {}
+            milvus.plan.search.update(
+                {k: int(v) for k, v in tuned.items() if k in milvus.plan.search}
+                | {k: int(v) for k, v in self.spec.params.items() if k in milvus.plan.search}
+            )
             if redis is not None:  # the replicas search with the same knobs (nprobe, ef)
                 redis.set_info("search", dict(milvus.plan.search))
             self._milvus = milvus
@@ -133,14 +139,20 @@ class Attached:
         queries = self.vectors.read(picked, self.catalog.next_slot)
         depth = min(10, n)
         ids = {it.slot: it.id for it in self.catalog.by_slots(slots.tolist()).values()}
-        exact = _exact_top(matrix, queries, depth, self.binary)
-        got = self.milvus.search(queries, depth)
-        hits = sum(
-            len({ids[int(slots[j])] for j in row} & {i for i, _ in found[:depth]})
-            for row, found in zip(exact, got, strict=True)
-        )
+        exact = exact_top(matrix, queries, depth, self.binary)
+        truth = [{ids[int(slots[j])] for j in row} for row in exact]
+
+        def measure() -> float:
+            got = self.milvus.search(queries, depth)
+            found = sum(len(t & {i for i, _ in f[:depth]}) for t, f in zip(truth, got, strict=True))
+            return found / (depth * len(picked))
+
+        plan = self.milvus.plan
+        recall = tune_search(plan, measure, RECALL_TARGET, set(self.spec.params))
         result = {
-            "recall_at_10": round(hits / (depth * len(picked)), 4),
+            "recall_at_10": round(recall, 4),
+            "target": RECALL_TARGET,
+            "search": dict(plan.search),
             "queries": len(picked),
             "items": n,
             "measured_at": time.time(),
@@ -150,6 +162,7 @@ class Attached:
         redis = self.redis
         if redis is not None:
             redis.set_info("recall", result)
+            redis.set_info("search", dict(plan.search))  # the replicas' knobs
         return result
 
     def recall(self) -> dict[str, Any] | None:
@@ -161,22 +174,6 @@ class Attached:
         out["pending_publish"] = outbox.pending(self.catalog.db)
         out["measured"] = self.recall()
         return out
-
-
-def _exact_top(matrix: np.ndarray, queries: np.ndarray, k: int, binary: bool) -> np.ndarray:
-    """Row positions of each query's exact top ``k`` (cosine, or fewest differing bits)."""
-    import faiss
-
-    index: Any
-    if binary:
-        index = faiss.IndexBinaryFlat(matrix.shape[1] * 8)
-        index.add(np.ascontiguousarray(matrix, dtype=np.uint8))
-        _, found = index.search(np.ascontiguousarray(queries, dtype=np.uint8), k)
-    else:
-        index = faiss.IndexFlatIP(matrix.shape[1])
-        index.add(np.ascontiguousarray(matrix, dtype=np.float32))
-        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return np.asarray(found)
 
 
 def attached(config: dict[str, Any], catalog: Catalog, vectors: VectorFile) -> Attached | None:

@@ -1,0 +1,48 @@
+"""Milvus' search knob tuned to a recall target, as the embedded store tunes its own: recall@10
+is measured against exact search over the folder's vectors, and ``nprobe`` (IVF) or ``ef``
+(HNSW) doubled until it reaches the target. A knob the user gave is kept as given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..store.milvus_index import IndexPlan
+
+RECALL_TARGET = 0.95
+EF_MAX = 4096
+
+
+def tune_search(
+    plan: IndexPlan, measure: Callable[[], float], target: float, pinned: Collection[str]
+) -> float:
+    """Raise the plan's search knob (in place) until ``measure()`` reaches ``target``, unless
+    the knob is ``pinned``; returns the last recall measured."""
+    recall = measure()
+    knob = next((k for k in ("nprobe", "ef") if k in plan.search), None)
+    if knob is None or knob in pinned:
+        return recall
+    top = int(plan.build.get("nlist", EF_MAX)) if knob == "nprobe" else EF_MAX
+    while recall < target and int(plan.search[knob]) < top:
+        plan.search[knob] = min(top, int(plan.search[knob]) * 2)
+        recall = measure()
+    return recall
+
+
+def exact_top(matrix: np.ndarray, queries: np.ndarray, k: int, binary: bool) -> np.ndarray:
+    """Row positions of each query's exact top ``k`` (cosine, or fewest differing bits)."""
+    import faiss
+
+    index: Any
+    if binary:
+        index = faiss.IndexBinaryFlat(matrix.shape[1] * 8)
+        index.add(np.ascontiguousarray(matrix, dtype=np.uint8))
+        _, found = index.search(np.ascontiguousarray(queries, dtype=np.uint8), k)
+    else:
+        index = faiss.IndexFlatIP(matrix.shape[1])
+        index.add(np.ascontiguousarray(matrix, dtype=np.float32))
+        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return np.asarray(found)
