@@ -16,9 +16,8 @@ from tiny_models import make_pooling_model, write_local_model
 pytest.importorskip("pymilvus", reason="distributed mode needs the milvus extra")
 pytest.importorskip("redis", reason="distributed mode needs the redis extra")
 
-from lookalike.store.milvus import MilvusVectors  # noqa: E402
-
 from lookalike.distributed.config import RemoteSpec  # noqa: E402
+from lookalike.store.milvus import MilvusVectors  # noqa: E402
 from lookalike.store.redis_meta import RedisMetadata  # noqa: E402
 
 
