@@ -64,3 +64,10 @@ def test_the_search_knob_doubles_until_the_target_unless_pinned() -> None:
     assert pinned.search["nprobe"] == 4
     small = plan_index("ivf-flat", {"nlist": 8, "nprobe": 2}, binary=False, lite=False)
     assert tune_search(small, lambda: 0.5, 0.95, ()) == 0.5 and small.search["nprobe"] == 8
+
+
+def test_the_tuning_stops_where_more_lists_gain_nothing() -> None:
+    plan = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 4}, binary=False, lite=False)
+    recall_at = {4: 0.90, 8: 0.93, 16: 0.94, 32: 0.94, 64: 0.94}
+    assert tune_search(plan, lambda: recall_at[plan.search["nprobe"]], 0.95, ()) == 0.94
+    assert plan.search["nprobe"] == 16  # the quantised codes cap it: 32 would only cost time

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 RECALL_TARGET = 0.95
 EF_MAX = 4096
+GAIN = 0.002  # a doubling that gains less recall than this stops the tuning
 
 
 def tune_search(
@@ -26,9 +27,16 @@ def tune_search(
     if knob is None or knob in pinned:
         return recall
     top = int(plan.build.get("nlist", EF_MAX)) if knob == "nprobe" else EF_MAX
+    best, best_recall = int(plan.search[knob]), recall
     while recall < target and int(plan.search[knob]) < top:
         plan.search[knob] = min(top, int(plan.search[knob]) * 2)
         recall = measure()
+        if recall < best_recall + GAIN:
+            # no gain: the index's own approximation (IVF_SQ8's quantised codes) caps the
+            # recall; searching more lists would only cost time
+            plan.search[knob] = best
+            return best_recall
+        best, best_recall = int(plan.search[knob]), recall
     return recall
 
 
