@@ -122,7 +122,12 @@ def bench_milvus(
     base: np.ndarray, queries: np.ndarray, truth: list[set[str]],
     tuning: tuple[np.ndarray, list[set[str]]] | None = None,
 ) -> str:  # fmt: skip
-    store = MilvusVectors(uri, name, dim=base.shape[1], binary=False, index=index, params=params)
+    if "nlist" in params:  # IVF training wants ~39 points per list: small sets get fewer
+        params = {**params, "nlist": max(1, min(params["nlist"], len(ids) // 39))}
+        params["nprobe"] = min(params["nprobe"], params["nlist"])
+    store = MilvusVectors(
+        uri, name, dim=base.shape[1], binary=False, index=index, params=params, timeout=300
+    )
     store.fence = LocalFence()  # as a folder or Redis keeps it: reads see the writes made
     store.open(create=True)
     t0 = time.perf_counter()
@@ -305,7 +310,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--model-path", type=Path, default=MODEL)
     ap.add_argument("--photos", type=Path, default=PHOTOS)
+    ap.add_argument(
+        "--parts",
+        default="vectors,clothing,serving",
+        help="which parts to run (serving still builds the embedded folder of the vectors)",
+    )
     a = ap.parse_args()
+    parts = set(a.parts.split(","))
     print(f"backends benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lookalike-backends-") as name:
@@ -322,8 +333,16 @@ def main() -> int:
             title = (
                 f"{a.items:,} x {a.dim} vectors (clustered mixture), {a.queries} held-out queries"
             )
-            folder = part_vectors(title, ids, base, queries, tmp, milvus.uri)
-            if (a.model_path / "model.onnx").exists() and a.photos.is_dir():
+            if "vectors" in parts:
+                folder = part_vectors(title, ids, base, queries, tmp, milvus.uri)
+            else:
+                folder = tmp / "emb-serving"
+                with Collection.open_vectors(folder, a.dim) as coll:
+                    coll.add_vectors(ids, base)
+                    coll.index.ensure()
+            if "clothing" not in parts:
+                pass
+            elif (a.model_path / "model.onnx").exists() and a.photos.is_dir():
                 real = tmp / "clothing"
                 with Collection.open(real, model_path=a.model_path) as coll:
                     coll.add([str(a.photos)])
@@ -339,7 +358,8 @@ def main() -> int:
                 )  # fmt: skip
             else:
                 print(f"\n(no {a.model_path} or {a.photos}: the MobileNetV2 part is skipped)")
-            part_serving(folder, ids, tmp, milvus.uri, redis_uri, a)
+            if "serving" in parts:
+                part_serving(folder, ids, tmp, milvus.uri, redis_uri, a)
         finally:
             milvus.stop()
             redis.terminate()

@@ -132,3 +132,38 @@ def test_without_the_extras_the_flags_name_the_extra(
         )
         assert r.returncode == 3, r.stderr
         assert extra in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_milvus_restarted_mid_run_then_a_rerun_completes(
+    photos: Path, model: Path, tmp_path: Path, redis_server: Any, milvus_server: Any
+) -> None:
+    if not getattr(milvus_server, "can_restart", False):
+        pytest.skip("the Milvus server is not this session's own: it cannot be restarted")
+    uri = redis_server.uri.rsplit("/", 1)[0] + "/9"
+    RedisMetadata(uri).flush_namespace()
+    name = "restart_" + str(os.getpid())
+    script = Path(sys.executable).parent / "lookalike"
+    args = [str(script), "index", str(photos), "--collection", str(tmp_path / "c"),
+            "--model-path", str(model), "--store", "milvus", "--milvus-uri", milvus_server.uri,
+            "--milvus-collection", name, "--metadata", uri, "--batch-size", "2"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    milvus_server.stop()
+    milvus_server.start()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 3), err  # finished, or stopped with one line naming Milvus
+    rerun = subprocess.run(args[:5], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    catalog = Catalog(tmp_path / "c" / "catalog.sqlite", readonly=True)
+    local = {item.id for item in catalog.items()}
+    catalog.close()
+    milvus = MilvusVectors(milvus_server.uri, name, dim=16, binary=False)
+    milvus.open(create=False)
+    try:
+        assert set(milvus.vectors_of(sorted(local))) == local and milvus.count() == 60
+    finally:
+        milvus.drop()
+        milvus.close()
+    meta = RedisMetadata(uri)
+    assert meta.count() == 60 and all(meta.get(sorted(local)))
