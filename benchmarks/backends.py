@@ -269,7 +269,10 @@ def part_serving(
     with Collection.open(folder) as coll:
         coll.use_store(spec)
         coll.publish()
-        recall = coll.remote.measure_recall(force=True) if coll.remote else None
+        assert coll.remote is not None
+        # as the embedded server's index was built before serving: the Milvus index too
+        coll.remote.milvus.wait_indexed(timeout=1800, reload=True)
+        recall = coll.remote.measure_recall(force=True)
     print(f"  (published {len(ids)} items to Milvus + Redis in {time.perf_counter() - t0:.1f} s;"
           f" recall@10 {recall and recall['recall_at_10']}, knobs {recall and recall['search']})")  # fmt: skip
     flags = ["--milvus-uri", milvus_uri, "--milvus-collection", "served", "--metadata", redis_uri,
