@@ -28,7 +28,6 @@ import argparse
 import http.client
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from load import free_port, pct  # noqa: E402  (benchmarks/load.py)
+from search_latency import mixture as clustered  # noqa: E402
 from services_milvus import MilvusProcess  # noqa: E402  (the tests' server launcher)
 
 from lookalike import Collection  # noqa: E402
@@ -51,6 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "mobilenet-v2-imagenet"
 PHOTOS = SHARED / "datasets" / "clothing-small"
+
+
+def mixture(n: int, dim: int) -> np.ndarray:
+    """search_latency.py's clustered Gaussian mixture, as unit vectors."""
+    out = clustered(n, dim)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 class LocalFence:
@@ -65,25 +72,6 @@ class LocalFence:
 
     def advance(self, ts: int) -> None:
         self.ts = max(self.ts, ts)
-
-
-def mixture(n: int, dim: int, clusters: int = 1000, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    out = centres[rng.integers(0, clusters, n)]
-    out = out + 0.35 * rng.standard_normal((n, dim)).astype(np.float32)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:

@@ -127,27 +127,37 @@ def test_two_replicas_share_adds_removals_and_id_claims(
     assert httpx.get(url_a + "/health", timeout=10).json()["items"] == 61
 
 
+def _down_then_back(
+    service: Any, name: str, other: str, urls: tuple[str, str], check: str, wait: float
+) -> None:
+    """Stop ``service``: a search through one replica is a 503 naming it, /health through
+    the other says which dependency is down; start it: both replicas answer ``check``
+    again by themselves within ``wait`` seconds."""
+    url_a, url_b = urls
+    service.stop()
+    try:
+        r = httpx.get(url_a + "/items/hat/1006.jpg/similar", timeout=wait)
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert name in r.json()["error"]
+        health = httpx.get(url_b + "/health", timeout=wait)
+        assert health.status_code == 503
+        deps = health.json()["dependencies"]
+        assert deps[name.lower()].startswith("down") and deps[other] == "ok"
+    finally:
+        service.start()
+    for url in urls:
+        deadline = time.monotonic() + wait
+        while httpx.get(url + check, timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the replica did not recover"
+            time.sleep(0.5)
+
+
 def test_redis_down_gives_503_then_the_replicas_recover_by_themselves(
     replicas: tuple[str, str, dict[str, str]], redis_server: Any
 ) -> None:
     url_a, url_b, _ = replicas
-    redis_server.stop()
-    try:
-        r = httpx.get(url_a + "/items/hat/1006.jpg/similar", timeout=30)
-        assert r.status_code == 503 and r.headers["Retry-After"]
-        assert "Redis" in r.json()["error"]
-        health = httpx.get(url_b + "/health", timeout=30)
-        assert health.status_code == 503
-        deps = health.json()["dependencies"]
-        assert deps["redis"].startswith("down") and deps["milvus"] == "ok"
-    finally:
-        redis_server.start()
-    # The data was kept in memory only by the test Redis (no persistence): re-check health.
-    for url in (url_a, url_b):
-        deadline = time.monotonic() + 30
-        while httpx.get(url + "/health", timeout=10).status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+    # The test Redis keeps its data in memory only (no persistence): recovery is /health.
+    _down_then_back(redis_server, "Redis", "milvus", (url_a, url_b), "/health", 30)
 
 
 def test_milvus_down_gives_503_naming_it_then_the_replicas_recover(
@@ -156,19 +166,5 @@ def test_milvus_down_gives_503_naming_it_then_the_replicas_recover(
     if not getattr(milvus_server, "can_restart", False):
         pytest.skip("the Milvus server is not this session's own: it cannot be restarted")
     url_a, url_b, _ = replicas
-    milvus_server.stop()
-    try:
-        r = httpx.get(url_a + "/items/hat/1006.jpg/similar", timeout=60)
-        assert r.status_code == 503 and r.headers["Retry-After"]
-        assert "Milvus" in r.json()["error"]
-        health = httpx.get(url_b + "/health", timeout=60)
-        assert health.status_code == 503
-        deps = health.json()["dependencies"]
-        assert deps["milvus"].startswith("down") and deps["redis"] == "ok"
-    finally:
-        milvus_server.start()
-    for url in (url_a, url_b):
-        deadline = time.monotonic() + 60
-        while httpx.get(url + "/items/hat/1006.jpg/similar", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the replica did not recover"
-            time.sleep(0.5)
+    similar = "/items/hat/1006.jpg/similar"
+    _down_then_back(milvus_server, "Milvus", "redis", (url_a, url_b), similar, 60)

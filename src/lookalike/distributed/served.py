@@ -15,6 +15,7 @@ Writes are safe with any number of replicas:
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -193,7 +194,7 @@ class ServedCollection:
                     size=it.size,
                     width=it.width,
                     height=it.height,
-                    added_at=_now(),
+                    added_at=time.time(),
                 )  # fmt: skip
                 for it in items
             ]
@@ -231,9 +232,3 @@ def _bare_redis(spec: RemoteSpec) -> RedisMetadata:
     return RedisMetadata(
         uri, namespace=spec.namespace, password=spec._redis_password or redis_password(uri)
     )
-
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -30,12 +30,10 @@ exactly, so that the caller can filter another way:
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from ..errors import InvalidInput
-from .where import Value, Where, label_where
+from .where import COMPARISONS, Value, Where, label_where
 
 __all__ = ["MilvusFilterError", "label_expr", "to_milvus"]
 
@@ -43,14 +41,6 @@ __all__ = ["MilvusFilterError", "label_expr", "to_milvus"]
 TRUE = '(label == "" or label != "")'
 FALSE = '(label == "" and label != "")'
 _EXACT = 2**53
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 _MILVUS_OP = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
@@ -102,7 +92,7 @@ def _label(node: Where, negated: bool) -> str:
         return TRUE if negated else FALSE
     cmp = _NEGATED[node.cmp] if negated else node.cmp
     test = f"label {_MILVUS_OP[cmp]} {_string(value)}"
-    none_passes = _OPS[cmp]("", value)  # what the bare test says of "" (no label)
+    none_passes = COMPARISONS[cmp]("", value)  # what the bare test says of "" (no label)
     if negated:  # no label passes: add it unless the test already does
         return test if none_passes else f'(label == "" or {test})'
     return f'(label != "" and {test})' if none_passes else test

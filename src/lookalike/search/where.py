@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "in", "exists"}
-_OPS: dict[str, Any] = {
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {  # also milvus_filter.py's
     "=": operator.eq,
     "!=": operator.ne,
     "<": operator.lt,
@@ -200,7 +201,7 @@ def _compare(value: Any, cmp: str, literal: Value) -> bool:
             return False
     elif isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return bool(_OPS[cmp](value, literal))
+    return bool(COMPARISONS[cmp](value, literal))
 
 
 # -- the parser --------------------------------------------------------------------------
@@ -291,7 +292,7 @@ class _Parser:
             self.take()
             return Where("in", field=field, values=tuple(values))
         op = self.peek()
-        if op.kind != "op" or op.text not in _OPS:
+        if op.kind != "op" or op.text not in COMPARISONS:
             raise self.fail("a comparison (=, !=, <, <=, >, >=, in, exists)")
         self.take()
         return Where("cmp", field=field, cmp=op.text, values=(self.value(),))
