@@ -50,6 +50,7 @@ def test_index_into_milvus_lite_finds_what_the_embedded_store_finds(
     )  # fmt: skip
     assert r.code == 0, r.err
     assert "store:      Milvus" in r.out and "recall@10 1.000" in r.out
+    assert "flat (FLAT), 60 vectors" in r.out and "re-ranked" not in r.out
     for query in ("hat/1006.jpg", "shoes/1036.jpg", "t-shirt/1054.jpg"):
         assert _hits(cli, mil, str(photos / query)) == _hits(cli, emb, str(photos / query))
         assert _hits(cli, mil, "id:" + query, "--label", "hat") == _hits(

@@ -90,9 +90,11 @@ def remote_lines(info: dict[str, Any]) -> list[str]:
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
     lines = [
         f"store:      {info['store']}",
-        f"            {info.get('type')} ({info.get('index_type')}{', ' + knobs if knobs else ''}),"
+        f"            {info.get('type')} ({info.get('milvus_index')}{', ' + knobs if knobs else ''}),"
         f" {info.get('count')} vectors",
     ]
+    if info.get("rerank"):
+        lines.append(f"            re-ranked by exact scores ({info['rerank'].split(', ')[-1]})")
     measured = info.get("measured")
     if measured:
         lines.append(

@@ -41,12 +41,13 @@ from lookalike.store.milvus_index import (
     is_expr_error,
     make_schema,
     plan_index,
+    rescored,
     row_batches,
     split_credentials,
     unavailable_detail,
 )
 
-EXPR_IDS, QUERY_BATCH = 1000, 256  # ids per "id in [...]", query vectors per search request
+EXPR_IDS = 1000  # ids per "id in [...]"
 
 
 class MilvusError(LookalikeError):
@@ -301,23 +302,25 @@ class MilvusVectors:
         self, queries: np.ndarray, k: int, expr: str | None = None
     ) -> list[list[tuple[str, float]]]:
         """Top ``k`` (id, score) per query, best first, among rows matching ``expr`` (a Milvus
-        filter expression over id, label and meta, e.g. ``label == "shoes"``)."""
+        filter expression over id, label and meta, e.g. ``label == "shoes"``). On IVF_SQ8 a
+        shortlist comes back with its raw vectors and is re-ranked by exact scores."""
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"Milvus returns 1 to {MAX_K} neighbours per query, not k={k}")
         array = as_vectors(queries, "queries", binary=self.binary, dim=self.dim)
         if not len(array):
             return []
+        limit, rerank = self.plan.shortlist(k), self.plan.reranks
+        params, batch = self.plan.search_params(limit), self.plan.query_batch(k, self.dim)
         results: list[list[tuple[str, float]]] = []
-        params = self.plan.search_params(k)
         with self._call("search") as client:
-            for chunk in np.array_split(array, math.ceil(len(array) / QUERY_BATCH) or 1):
+            for chunk in np.array_split(array, math.ceil(len(array) / batch) or 1):
                 try:
                     hits = client.search(
                         self.collection,
                         data=[r.tobytes() if self.binary else r.tolist() for r in chunk],
                         filter=expr or "",
-                        limit=k,
-                        output_fields=[],
+                        limit=limit,
+                        output_fields=["vector"] if rerank else [],
                         search_params=params,
                         anns_field="vector",
                         timeout=self._call_timeout,
@@ -329,7 +332,9 @@ class MilvusVectors:
                             f"bad Milvus filter {expr!r}: {first_line(exc)}"
                         ) from None
                     raise
-                results.extend([(h["id"], self._score(h["distance"])) for h in q] for q in hits)
+                for query, row in zip(chunk, hits, strict=True):
+                    scored = [(h["id"], self._score(h["distance"])) for h in row]
+                    results.append(rescored(query, list(row), k) if rerank else scored)
         return results
 
     def _score(self, distance: float) -> float:

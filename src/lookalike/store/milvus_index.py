@@ -31,6 +31,7 @@ KIND_KNOBS = {"flat": (), "ivf-flat": ("nlist", "nprobe"), "ivf-sq8": ("nlist", 
 KIND_KNOBS |= {"hnsw": ("M", "efConstruction", "ef"), "auto": ()}
 BUILD_KNOBS = ("nlist", "M", "efConstruction")
 MAX_K = 16384  # Milvus' top-k limit
+QUERY_BATCH = 256  # query vectors per search request
 MAX_ID = 1024  # bytes, the VARCHAR max_length of id and label
 BATCH_ROWS = 2000  # rows per upsert request
 BATCH_BYTES = 16 << 20  # about this many bytes per upsert request (gRPC takes 64 MiB)
@@ -57,8 +58,27 @@ class IndexPlan:
             params["ef"] = max(int(params["ef"]), k)
         return {"metric_type": self.metric, "params": params}
 
+    @property
+    def reranks(self) -> bool:
+        """Whether searches re-rank a shortlist by exact scores: IVF_SQ8's 8-bit codes
+        misorder close neighbours (recall@10 0.94 on 200k x 512 at nprobe 16), so its
+        candidates are rescored from the raw vectors Milvus keeps beside the index."""
+        return self.milvus_type == "IVF_SQ8"
+
+    def shortlist(self, k: int) -> int:
+        """Candidates fetched for a top ``k`` (the embedded store's 2k + 10 when re-ranking)."""
+        return min(MAX_K, 2 * k + 10) if self.reranks else k
+
+    def query_batch(self, k: int, dim: int) -> int:
+        """Query vectors per search request: 256, fewer when each answer carries its
+        shortlist's raw vectors (within one request's byte budget)."""
+        if not self.reranks:
+            return QUERY_BATCH
+        return max(1, min(QUERY_BATCH, BATCH_BYTES // (self.shortlist(k) * dim * 4)))
+
     def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "milvus_index": self.milvus_type, "params": self.params()}
+        out = {"type": self.kind, "milvus_index": self.milvus_type, "params": self.params()}
+        return out | ({"rerank": "exact, shortlist 2k+10"} if self.reranks else {})
 
     def params(self) -> dict[str, int]:
         return {**self.build, **self.search}
@@ -388,3 +408,13 @@ def row_batches(
             rows, size = [], 0
     if rows:
         yield rows
+
+
+def rescored(query: np.ndarray, hits: list[Any], k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of a shortlist by exact inner product with its raw vectors."""
+    if not hits:
+        return []
+    rows = np.asarray([h["entity"]["vector"] for h in hits], dtype=np.float32)
+    exact = rows @ query.astype(np.float32)
+    order = np.argsort(-exact, kind="stable")[:k]
+    return [(hits[i]["id"], float(exact[i])) for i in order]
