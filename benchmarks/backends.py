@@ -130,6 +130,11 @@ def bench_milvus(
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(store.info().get("params", {}).items()))
     where = "Milvus Lite" if store.lite else "Milvus server"
     line = row(f"{where} {index} ({knobs})", build, result)
+    if store.plan.reranks:  # the same index, answering from its 8-bit codes alone
+        store.plan.rerank = False
+        codes = measure(lambda q: [i for i, _ in store.search(q[None], 10)[0]], queries, truth)
+        line += "\n" + row(f"{where} {index} without the exact re-rank", build, codes)
+        store.plan.rerank = None
     if tuning is not None and result[0] < RECALL_TARGET:
         # what `lookalike index --store milvus` does when the knob is not given: raise it
         # until recall@10 on held-out queries (not the measured ones) reaches the target

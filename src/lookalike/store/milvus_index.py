@@ -50,6 +50,7 @@ class IndexPlan:
     metric: str
     build: dict[str, int] = field(default_factory=dict)
     search: dict[str, int] = field(default_factory=dict)
+    rerank: bool | None = None  # None: where the index quantises (see reranks)
 
     def search_params(self, k: int) -> dict[str, Any]:
         """Milvus search params for top ``k`` (HNSW's ef is raised to k when smaller)."""
@@ -60,10 +61,9 @@ class IndexPlan:
 
     @property
     def reranks(self) -> bool:
-        """Whether searches re-rank a shortlist by exact scores: IVF_SQ8's 8-bit codes
-        misorder close neighbours (recall@10 0.94 on 200k x 512 at nprobe 16), so its
-        candidates are rescored from the raw vectors Milvus keeps beside the index."""
-        return self.milvus_type == "IVF_SQ8"
+        """Whether a shortlist is rescored exactly from the raw vectors Milvus keeps: IVF_SQ8's
+        8-bit codes misorder close neighbours (recall@10 0.94 on 200k x 512, nprobe 16)."""
+        return self.milvus_type == "IVF_SQ8" if self.rerank is None else self.rerank
 
     def shortlist(self, k: int) -> int:
         """Candidates fetched for a top ``k`` (the embedded store's 2k + 10 when re-ranking)."""
