@@ -12,6 +12,9 @@ decoding share the same cores: model CPU / (model CPU + per-photo CPU). Where de
 cores of its own (``--threads`` below the core count, ``--workers`` on the rest) the
 bound is 1.
 
+``--resize exact,fast`` also runs ``index --fast-resize`` (OpenCV's resize instead of the
+reference filter; opt-in, its retrieval effect is in docs/preprocessing.md) side by side.
+
 ``--repeat N`` alternates model-only and end-to-end runs N times (the machine may be
 shared: compare the ratios of one run, not absolute rates across runs); ``--decode``
 lists decode modes to compare side by side (``threads``, ``processes``).
@@ -86,11 +89,18 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--decode", default="", help="decode modes to compare, comma-separated")
+    ap.add_argument(
+        "--resize", default="exact", help="exact (the reference's), fast (--fast-resize) or both"
+    )
     ap.add_argument("--sample", type=int, default=200, help="photos for the per-photo CPU")
     args = ap.parse_args()
 
     files = dataset_files(args.limit)
-    modes = [m for m in args.decode.split(",") if m] or [""]
+    decodes = [m for m in args.decode.split(",") if m] or [""]
+    resizes = [r for r in args.resize.split(",") if r]
+    modes = [
+        f"{d}/{r}" if r != "exact" or len(resizes) > 1 else d for r in resizes for d in decodes
+    ]
     has_decode = "decode" in inspect.signature(Collection.add).parameters
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
@@ -105,7 +115,13 @@ def main() -> None:
         emb = load_embedder(model_path=model_dir, threads=args.threads)
         prep = emb.preparer()
         staged = sorted(data.rglob("*.jpg"))
-        photo = per_photo_cpu(staged[: args.sample], prep)
+        photos = {
+            r: per_photo_cpu(
+                staged[: args.sample],
+                load_embedder(model_path=model_dir, fast_resize=r == "fast").preparer(),
+            )
+            for r in resizes
+        }
         tensors = [prep(decode_image(p.read_bytes()).image) for p in staged]
         emb.load()
         emb.embed(tensors[: args.batch_size], batch_size=args.batch_size)  # warm-up
@@ -123,10 +139,14 @@ def main() -> None:
             print(f"[{r}] model only : {model_rates[-1]:7.1f} img/s ({model_s:.1f} s)", flush=True)
             for mode in modes:
                 kwargs: dict[str, Any] = {"batch_size": args.batch_size, "workers": args.workers}
-                if mode and has_decode:
-                    kwargs["decode"] = mode
+                decode, _, resize = mode.partition("/")
+                if decode and has_decode:
+                    kwargs["decode"] = decode
                 coll = Collection.open(
-                    tmpdir / f"coll-{r}-{mode}", model_path=model_dir, threads=args.threads
+                    tmpdir / f"coll-{r}-{mode.replace('/', '-')}",
+                    model_path=model_dir,
+                    threads=args.threads,
+                    fast_resize=resize == "fast",
                 )
                 t0 = time.perf_counter()
                 report = coll.add(data, **kwargs)
@@ -143,18 +163,19 @@ def main() -> None:
                 )
 
     m = statistics.median(model_cpu)
-    p = photo["process() total"]
     print(
         f"\nimages={len(files)} batch={args.batch_size} threads={args.threads} "
         f"workers={args.workers if args.workers is not None else 'default'} "
         f"cores={os.cpu_count()} model={label} load={os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"model CPU per image: {m:.2f} ms   per-photo CPU (decode side): {p:.2f} ms  ("
-        + ", ".join(f"{k} {v:.2f}" for k, v in photo.items() if k != "process() total")
-        + ")"
-    )
-    print(f"bound when model and decoding share the cores: m / (m + p) = {m / (m + p):.3f}")
+    print(f"model CPU per image: {m:.2f} ms")
+    for resize, photo in photos.items():
+        p = photo["process() total"]
+        print(
+            f"{resize} resize: per-photo CPU (decode side) {p:.2f} ms ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in photo.items() if k != "process() total")
+            + f"); bound when model and decoding share the cores m / (m + p) = {m / (m + p):.3f}"
+        )
     print(f"model only : median {statistics.median(model_rates):7.1f} img/s")
     for mode in modes:
         print(

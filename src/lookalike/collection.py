@@ -31,7 +31,7 @@ from .ingest.decode import DecodeLimits
 from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer
 from .ingest.report import IndexReport
-from .models.binding import bind_requested, model_summary, stored_embedder
+from .models.binding import bind_requested, check_fast_resize, model_summary, stored_embedder
 from .models.embedders.base import Embedder
 from .models.loader import load_embedder, text_embedder_for_record
 from .search.hits import Hit
@@ -105,29 +105,29 @@ class Collection:
         create: bool = True,
         readonly: bool = False,
         threads: int | None = None,
+        fast_resize: bool = False,
     ) -> Collection:
-        """Open (or create) the collection in ``directory``.
-
-        ``model``/``model_path`` choose the model for a new collection; for an existing one
+        """Open (or create) the collection in ``directory``. ``model``/``model_path`` choose the model for a new collection; for an existing one
         they must be the model it was built with, by content (else :class:`ModelMismatch`);
         a moved local model folder is recorded at its new place (see ``notes``). Without
-        them the model is only resolved when something needs embedding.
-        """
+        them the model is only resolved when something needs embedding (``fast_resize``:
+        ``load_embedder``'s, for a new collection; remembered)."""
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
         if not marker.is_file() and create and not readonly and not root.is_file():
             layout.check_creatable(root, locked=False)
-            embedder = load_embedder(model, model_path, threads=threads)
+            embedder = load_embedder(model, model_path, threads=threads, fast_resize=fast_resize)
             created = cls._create_new(root, embedder, model_path, threads)
             if created is not None:
                 return created
         if marker.is_file():
             coll = cls(root, layout.read_config(marker), None, readonly, threads)
+            fast_resize = check_fast_resize(coll.config["model"], fast_resize, root)
             if model is None and model_path is None:
                 return coll
             try:
                 coll._embedder, note = bind_requested(
-                    coll.config, model, model_path, threads, str(root), coll._save
+                    coll.config, model, model_path, threads, str(root), coll._save, fast_resize
                 )
             except ModelMismatch as exc:
                 coll.close()

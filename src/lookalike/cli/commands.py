@@ -20,7 +20,10 @@ def _open(
 ) -> Any:
     from ..collection import Collection
 
-    return Collection.open(args.collection, model, model_path=model_path, create=create)
+    fast = getattr(args, "fast_resize", False)
+    return Collection.open(
+        args.collection, model, model_path=model_path, create=create, fast_resize=fast
+    )
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -228,6 +231,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             else " (missing: if it moved, run `lookalike index --model-path NEWPLACE`)"
         )
         print(f"model path: {info['model_path']}{state}")
+    if info.get("fast_resize"):
+        print("resize:     fast (OpenCV; --fast-resize)")
     if not coll.binary and info.get("model_present") is not False:
         from ..models.device import resolve_device
 

@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_filter_arguments(p, remembered=True)
     p.add_argument(
+        "--fast-resize",
+        action="store_true",
+        help="resize with OpenCV instead of the model's reference filter: faster ingest,"
+        " slightly different vectors (a new collection's setting, remembered; needs"
+        " lookalike[fast]; docs/preprocessing.md)",
+    )
+    p.add_argument(
         "--max-file-mb",
         type=positive_float,
         default=256.0,

@@ -115,10 +115,11 @@ def bind_requested(
     threads: int | None,
     where: str,
     save: Save,
+    fast_resize: bool = False,
 ) -> tuple[Embedder, str | None]:
     """The model the user asked for, loaded, probed and checked against ``config`` (see
     ``bind_model``). On ``ModelMismatch``, ``exc.requested`` is the requested embedder."""
-    requested = load_embedder(model, model_path, threads=threads)
+    requested = load_embedder(model, model_path, threads=threads, fast_resize=fast_resize)
     path = str(Path(model_path).resolve()) if model_path else None
     try:
         if path is None:  # a registry model: its name and dims refuse it before loading
@@ -128,6 +129,18 @@ def bind_requested(
     except ModelMismatch as exc:
         exc.requested = requested
         raise
+
+
+def check_fast_resize(record: dict[str, Any], requested: bool, where: object) -> bool:
+    """Whether a collection resizes fast: as recorded (remembered); asking for it on a
+    collection whose vectors came from the reference resize is refused."""
+    stored = bool((record.get("preprocess") or {}).get("fast_resize"))
+    if requested and not stored:
+        raise ModelMismatch(
+            f"collection {where} was built without --fast-resize: its vectors come from the"
+            " reference resize. Use a new --collection for --fast-resize."
+        )
+    return stored
 
 
 def model_summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -141,4 +154,5 @@ def model_summary(record: dict[str, Any]) -> dict[str, Any]:
         "model_sha256": record.get("onnx_sha256"),
         "dim": record["dim"],
         "metric": record["metric"],
+        "fast_resize": bool((record.get("preprocess") or {}).get("fast_resize")),
     }

@@ -79,6 +79,8 @@ def canonical_preprocess(preparer: Any, output: str, pooling: str) -> dict[str, 
         del fields["grayscale"]
     if "clahe" in fields and fields["clahe"] is None:
         del fields["clahe"]
+    if not fields.get("fast_resize", True):
+        del fields["fast_resize"]
     data = json.loads(json.dumps(fields))  # tuples -> lists, as stored in collection.json
     data.update(output=output, pooling=pooling)
     return data

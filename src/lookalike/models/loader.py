@@ -60,14 +60,29 @@ def load_embedder(
     model_path: str | os.PathLike[str] | None = None,
     *,
     threads: int | None = None,
+    fast_resize: bool = False,
 ) -> Embedder:
     """The embedder for a registry model name (default ``DEFAULT_MODEL``) or a local folder.
 
     Cheap: no network access and no weights are loaded; that happens on ``load()`` or the
     first ``embed()``. ``threads`` sets onnxruntime's intra-op threads (default: all cores).
     Raises ``InvalidInput`` for an unknown name (the message lists the known ones) and
-    ``ModelUnavailable`` when ``model_path`` is not a usable model folder.
+    ``ModelUnavailable`` when ``model_path`` is not a usable model folder. ``fast_resize``:
+    OpenCV's resize instead of the reference processor's (ONNX image models only).
     """
+    embedder = _load_embedder(model, model_path, threads)
+    if fast_resize:
+        if not isinstance(embedder, OnnxEmbedder):
+            raise InvalidInput(
+                f"--fast-resize is for neural image models; {embedder.name!r} resizes nothing"
+            )
+        embedder.fast_resize = True
+    return embedder
+
+
+def _load_embedder(
+    model: str | None, model_path: str | os.PathLike[str] | None, threads: int | None
+) -> Embedder:
     if threads is not None and threads < 1:
         raise InvalidInput(f"threads must be at least 1, got {threads}")
     if model_path is not None:
@@ -100,9 +115,10 @@ def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder
 
         return ExternalEmbedder(model["name"], int(model["dim"]), model["metric"])
 
+    fast = bool((model.get("preprocess") or {}).get("fast_resize"))
     if model.get("model_path"):
-        return load_embedder(model_path=model["model_path"], threads=threads)
-    return load_embedder(model["name"], threads=threads)
+        return load_embedder(model_path=model["model_path"], threads=threads, fast_resize=fast)
+    return load_embedder(model["name"], threads=threads, fast_resize=fast)
 
 
 # -- text towers -------------------------------------------------------------------------

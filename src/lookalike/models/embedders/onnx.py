@@ -96,6 +96,7 @@ class OnnxEmbedder(Embedder):
         self._parity_pending = False
         self._expose = expose  # a tensor to expose before the spec is known (lookalike.json)
         self._steps = steps  # preprocessing step 0 from lookalike.json (grayscale, clahe)
+        self.fast_resize = False  # set before the first preparer(): see ImageProcessorSpec
 
     # -- spec --------------------------------------------------------------------------
 
@@ -222,6 +223,8 @@ class OnnxEmbedder(Embedder):
                 steps = self._steps
                 if steps is None and self._spec is not None:
                     steps = {"grayscale": self._spec.grayscale, "clahe": self._spec.clahe}
+                if self.fast_resize:
+                    steps = {**(steps or {}), "fast_resize": True}
                 if steps and dataclasses.is_dataclass(preparer):
                     preparer = dataclasses.replace(preparer, **steps)  # type: ignore[type-var]
                 self._preparer = preparer
