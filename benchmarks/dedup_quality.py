@@ -19,7 +19,7 @@ resized for the model) and its pixel hashes from full decoding. ``--set-dir DIR`
 generated test set there and reuses it on the next run (same arguments, same set).
 
     python benchmarks/dedup_quality.py [--originals 300] [--distractors 600]
-        [--model-path DIR] [--set-dir DIR]
+        [--model-path DIR [--fast-resize]] [--set-dir DIR]
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model-path", type=Path, default=None, help="index with this model")
     ap.add_argument("--set-dir", type=Path, default=None, help="keep/reuse the test set here")
+    ap.add_argument(
+        "--fast-resize", action="store_true", help="index with --fast-resize (needs --model-path)"
+    )
     args = ap.parse_args()
     if not DATASET.is_dir():
         raise SystemExit(f"benchmark data not found: {DATASET}")
@@ -126,7 +129,9 @@ def main() -> None:
 
         t0 = time.perf_counter()
         if args.model_path is not None:
-            coll = Collection.open(Path(tmp) / "c", model_path=args.model_path)
+            coll = Collection.open(
+                Path(tmp) / "c", model_path=args.model_path, fast_resize=args.fast_resize
+            )
         else:
             coll = Collection.open(Path(tmp) / "c", "phash")
         coll.add(out, workers=args.workers)

@@ -43,7 +43,7 @@ def test_fast_resize_is_close_to_the_reference_but_not_equal() -> None:
         diffs.append(np.abs(a - b))
     d = np.concatenate([x.ravel() for x in diffs])
     assert d.max() > 1e-4  # it is another resize ...
-    assert d.mean() < 0.05  # ... about a grey level (0.015 here) from the reference
+    assert d.mean() < 0.05  # ... a grey level or two (0.008-0.016 units) from the reference
 
 
 def test_fast_resize_needs_opencv_and_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:

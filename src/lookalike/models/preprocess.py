@@ -365,8 +365,8 @@ def _enhance(image: Image.Image, grayscale: bool, clahe: tuple[float, int] | Non
 def _fast_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``fast_resize``: OpenCV's bilinear resize (area averaging when shrinking 2x or more),
     several times faster than Pillow's filter, which the reference processors use and which
-    widens its kernel with the scale. Pixels differ from the reference by about a grey
-    level on average (docs/preprocessing.md has the measured retrieval effect)."""
+    widens its kernel with the scale. Pixels differ from the reference by one or two grey
+    levels on average (docs/preprocessing.md has the measured retrieval effect)."""
     try:
         import cv2
     except ImportError:
