@@ -243,3 +243,35 @@ def test_import_refuses_another_model(model: Path, tmp_path: Path) -> None:
         shards.read_job(str(tmp_path))
     assert ModelUnavailable.exit_code == 3
     assert json.loads((out / shards.JOB_FILE).read_text())["format"] == shards.FORMAT
+
+
+@needs_spark
+def test_a_fast_resize_job_gives_index_fast_resize_vectors(
+    spark: Any, model: Path, cli: Any, tmp_path: Path
+) -> None:
+    """`spark-index --fast-resize` embeds as `index --fast-resize`; its import makes a
+    collection that resizes fast, and an exact collection refuses its rows."""
+    pytest.importorskip("cv2", reason="--fast-resize needs OpenCV")
+    from lookalike.ingest.spark import run
+
+    root = _images(tmp_path / "images", 4)
+    out = tmp_path / "out"
+    run(spark, [str(root)], str(out), model_path=str(model), partitions=1, fast_resize=True)
+    assert shards.read_job(str(out))["model"]["preprocess"]["fast_resize"] is True
+    r = cli("import", str(out), "--collection", "imported", "--json")
+    assert r.code == 0, r.err
+    assert cli("info", "--collection", "imported", "--json").json()["fast_resize"] is True
+    with Collection.open(tmp_path / "local", model_path=model, fast_resize=True) as local:
+        local.add(root, workers=0)
+        vectors = {i.id: _vector(local, i.slot) for i in local.items()}
+    with Collection.open(tmp_path / "exact", model_path=model) as exact:
+        exact.add(root, workers=0)
+        exact_vectors = {i.id: _vector(exact, i.slot) for i in exact.items()}
+    rows = {r["id"]: r for r in _rows(out) if r["status"] == "ok"}
+    assert sorted(rows) == sorted(vectors) and len(rows) == 5
+    for item_id, row in rows.items():
+        vec = np.asarray(row["vector"], dtype=np.float32) / np.linalg.norm(row["vector"])
+        assert float(vec @ vectors[item_id]) >= 0.9999, item_id
+        assert not np.allclose(vec, exact_vectors[item_id], atol=1e-6)  # another resize
+    r = cli("import", str(out), "--collection", str(tmp_path / "exact"))
+    assert r.code != 0 and r.err.count("\n") == 1 and "preprocessing" in r.err

@@ -32,6 +32,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     model.add_argument("--model-path", metavar="DIR", help="local model folder")
     add_filter_arguments(p, remembered=False)
     p.add_argument(
+        "--fast-resize",
+        action="store_true",
+        help="resize as `index --fast-resize` does (import into a collection built so)",
+    )
+    p.add_argument(
         "--partitions",
         type=positive_int,
         metavar="N",
@@ -91,7 +96,7 @@ def cmd_spark_index(args: argparse.Namespace) -> int:
     )
     spark.require_pyspark()
     # Fail on a missing model before a JVM is even started.
-    spark.check_model(args.model, args.model_path, args.threads or 1)
+    spark.check_model(args.model, args.model_path, args.threads or 1, args.fast_resize)
     session = spark.session(args.master)
     if not args.verbose:
         session.sparkContext.setLogLevel("ERROR")
@@ -106,6 +111,7 @@ def cmd_spark_index(args: argparse.Namespace) -> int:
             partitions=args.partitions,
             batch_size=args.batch_size,
             threads=args.threads,
+            fast_resize=args.fast_resize,
         )
     finally:
         session.stop()
@@ -137,7 +143,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         coll = Collection.open(root, model_path=args.model_path)
     else:  # a new collection takes the job's model
         path = args.model_path or model.get("model_path")
-        coll = Collection.open(root, None if path else model.get("name"), model_path=path)
+        fast = bool((model.get("preprocess") or {}).get("fast_resize"))
+        coll = Collection.open(
+            root, None if path else model.get("name"), model_path=path, fast_resize=fast
+        )
     show = not args.no_progress and sys.stderr.isatty()
     progress = Progress("importing") if show else None
     try:

@@ -87,7 +87,7 @@ def session(master: str | None = None, app_name: str = "lookalike spark-index") 
 
 
 def check_model(
-    model: str | None, model_path: str | None, threads: int | None
+    model: str | None, model_path: str | None, threads: int | None, fast_resize: bool = False
 ) -> tuple[dict[str, Any], bool]:
     """Resolve and probe the job's model on the driver: (its identity record, binary?).
 
@@ -96,7 +96,7 @@ def check_model(
     from ..models.binding import new_record
     from ..models.loader import load_embedder
 
-    embedder = load_embedder(model, model_path, threads=threads)
+    embedder = load_embedder(model, model_path, threads=threads, fast_resize=fast_resize)
     record, _ = new_record(embedder, model_path)
     return record, embedder.binary
 
@@ -112,11 +112,12 @@ def run(
     partitions: int | None = None,
     batch_size: int = 32,
     threads: int | None = None,
+    fast_resize: bool = False,
 ) -> JobReport:
     """Embed ``sources`` on ``spark`` into Parquet shards under ``out`` (see module doc).
 
-    ``threads``: onnxruntime threads per task (default: ``spark.task.cpus``). Rerunning the
-    same job writes only the shards that are missing.
+    ``threads``: onnxruntime threads per task (default: ``spark.task.cpus``); ``fast_resize``
+    as ``index --fast-resize``. Rerunning the same job writes only the missing shards.
     """
     if not sources:
         raise InvalidInput("give at least one SOURCE")
@@ -127,7 +128,7 @@ def run(
     if threads is None:
         threads = int(spark.conf.get("spark.task.cpus", "1"))
     model_path = str(os.path.abspath(model_path)) if model_path else None
-    record, _ = check_model(model, model_path, threads)
+    record, _ = check_model(model, model_path, threads, fast_resize)
     # What makes a shard's rows: the model (by content, wherever it lies) and the limits.
     model_key = {k: v for k, v in record.items() if k not in ("resolved", "model_path")}
     key = {"model": model_key, "limits": _limits_dict(limits)}
@@ -145,7 +146,9 @@ def run(
             report.ok += counts["ok"]
             report.skipped += counts["skipped"]
     if todo:
-        config = WorkerConfig(out, model, model_path, threads, limits, batch_size, record)
+        config = WorkerConfig(
+            out, model, model_path, threads, limits, batch_size, record, fast_resize
+        )
         rows = _run_shards(spark, todo, config)
         report.written = len(rows)
         report.ok += sum(int(r["ok"]) for r in rows)

@@ -38,19 +38,22 @@ class WorkerConfig:
     limits: DecodeLimits
     batch_size: int
     record: dict[str, Any]  # the model record, for the shards' schema metadata
+    fast_resize: bool = False  # index --fast-resize's OpenCV resize
 
 
-_EMBEDDERS: dict[tuple[str | None, str | None, int | None], Embedder] = {}
+_EMBEDDERS: dict[tuple[str | None, str | None, int | None, bool], Embedder] = {}
 
 
 def embedder_for(config: WorkerConfig) -> Embedder:
     """This worker's embedder for the job's model: made and loaded once, then reused."""
-    key = (config.model, config.model_path, config.threads)
+    key = (config.model, config.model_path, config.threads, config.fast_resize)
     emb = _EMBEDDERS.get(key)
     if emb is None:
         from ..models.loader import load_embedder
 
-        emb = load_embedder(config.model, config.model_path, threads=config.threads)
+        emb = load_embedder(
+            config.model, config.model_path, threads=config.threads, fast_resize=config.fast_resize
+        )
         emb.load()
         _EMBEDDERS.clear()  # one model per worker
         _EMBEDDERS[key] = emb
