@@ -93,9 +93,12 @@ def main() -> None:
         "--resize", default="exact", help="exact (the reference's), fast (--fast-resize) or both"
     )
     ap.add_argument("--sample", type=int, default=200, help="photos for the per-photo CPU")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="photos as split/label/x.jpg (default: clothing)"
+    )
     args = ap.parse_args()
 
-    files = dataset_files(args.limit)
+    files = dataset_files(args.limit, args.data)
     decodes = [m for m in args.decode.split(",") if m] or [""]
     resizes = [r for r in args.resize.split(",") if r]
     modes = [

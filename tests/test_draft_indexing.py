@@ -1,4 +1,5 @@
-"""Hash-model indexing decodes JPEGs at reduced scale; exactness is recovered on demand."""
+"""Hash-model and --fast-resize indexing decode JPEGs at reduced scale; exactness is recovered
+on demand."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import io
 from pathlib import Path
 
 import imagegen
+import numpy as np
+import pytest
 import tiny_models
 from PIL import Image
 
@@ -87,3 +90,30 @@ def test_exact_duplicates_see_through_drafted_decoding(tmp_path: Path) -> None:
         by_name = {Path(i.path or "").name: i for i in coll.items()}
         assert by_name["original.jpg"].pixel_hash is not None
         assert by_name["other.jpg"].pixel_hash is None
+
+
+def test_fast_resize_collections_draft_and_still_find_exact_duplicates(tmp_path: Path) -> None:
+    """``--fast-resize`` opts out of the reference's pixels, so its JPEGs are drafted too
+    (the 800x600 photo is decoded at 1/4 for a 64-px model, still above the resize target),
+    with the same vectors as a full decode would give after drafting by hand."""
+    pytest.importorskip("cv2", reason="--fast-resize needs OpenCV")
+    jpg, png = _jpeg_and_its_png(tmp_path / "pics")
+    config = tiny_models.tiny_preprocessor_config(64)
+    model = tiny_models.write_local_model(
+        tmp_path / "tiny", tiny_models.make_pooling_model(dim=8), preprocessor=config
+    )
+    with Collection.open(tmp_path / "c", model_path=model, fast_resize=True) as coll:
+        coll.add([tmp_path / "pics"], workers=0)
+        by_name = {Path(i.path or "").name: i for i in coll.items()}
+        assert by_name["original.jpg"].pixel_hash is None  # drafted: computed on demand
+        assert (by_name["original.jpg"].width, by_name["original.jpg"].height) == (800, 600)
+        assert by_name["copy.png"].pixel_hash is not None
+        groups = coll.duplicates(level="exact")
+        names = [sorted(Path(m.path or "").name for m in [g.keeper, *g.duplicates]) for g in groups]
+        assert names == [["copy.png", "original.jpg"]]
+        drafted = decode_image(jpg.read_bytes(), draft=(64, 64)).image
+        assert drafted.size == (200, 150)
+        prep = coll.embedder.preparer()
+        want = coll.embedder.embed([prep(drafted)])[0]
+        got = coll.vectors.read([by_name["original.jpg"].slot], coll.catalog.next_slot)[0]
+        assert np.allclose(got, want, atol=1e-6)

@@ -293,10 +293,7 @@ class Indexer:
         window = max(4 * self.batch_size, 8 * max(self.workers, 1))
         pending: list[pipeline.Result] = []
         done = 0
-        # Hash models only need a thumbnail: JPEGs are decoded at a reduced scale (DCT
-        # scaling), several times faster; their full-resolution pixel hash is computed on
-        # demand by the duplicate finder. Float models always see the fully decoded image.
-        draft = preparer.draft_size() if emb.binary else None
+        draft = pipeline.index_draft(preparer, emb.binary)
         results = pipeline.run(
             tasks,
             preparer,

@@ -197,6 +197,20 @@ def _prepare(preparer: Preparer, image: Image.Image) -> tuple[np.ndarray, Image.
     return prepared, image
 
 
+def index_draft(preparer: Preparer, binary: bool) -> tuple[int, int] | None:
+    """The JPEG draft size for indexing (see :func:`decode_image`), or None (full decode).
+
+    Hash models only need a thumbnail, and ``--fast-resize`` collections have opted out of
+    the reference's pixels: their JPEGs are decoded at a reduced scale (DCT scaling, never
+    below the resize target), several times faster on large photos; the full-resolution
+    pixel hash is then computed on demand by the duplicate finder. Otherwise float models
+    see the fully decoded image, as the reference processors do."""
+    if binary or getattr(preparer, "fast_resize", False):
+        draft_size = getattr(preparer, "draft_size", None)
+        return draft_size() if draft_size is not None else None
+    return None
+
+
 _worker_state: dict[str, Any] = {}
 
 

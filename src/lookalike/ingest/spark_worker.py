@@ -114,7 +114,7 @@ class _ShardJob:
     def __init__(self, writer: shards.ShardWriter, emb: Embedder, config: WorkerConfig) -> None:
         self.writer, self.emb, self.config = writer, emb, config
         self.preparer = emb.preparer()
-        self.draft = self.preparer.draft_size() if emb.binary else None
+        self.draft = pipeline.index_draft(self.preparer, emb.binary)
         self.pending: list[tuple[dict[str, Any], pipeline.Result]] = []
         self.skips: list[tuple[dict[str, Any], pipeline.Result]] = []
 
