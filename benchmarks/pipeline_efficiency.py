@@ -49,12 +49,13 @@ from lookalike.models.phash import phash_int
 def per_photo_cpu(paths: list[Path], prep: Any) -> dict[str, float]:
     """CPU ms per photo of the decode-side work, in this thread (best of 3 passes)."""
     limits = DecodeLimits()
+    draft = pipeline.index_draft(prep, False)  # --fast-resize collections draft JPEGs
     best: dict[str, float] = {}
     datas = [p.read_bytes() for p in paths]
     for _ in range(3):
         t: dict[str, float] = {}
         c0 = time.thread_time()
-        images = [decode_image(d).image for d in datas]
+        images = [decode_image(d, draft=draft).image for d in datas]
         t["decode"] = time.thread_time() - c0
         c0 = time.thread_time()
         for im in images:
@@ -71,7 +72,7 @@ def per_photo_cpu(paths: list[Path], prep: Any) -> dict[str, float]:
         del images
         c0 = time.thread_time()
         for i, p in enumerate(paths):
-            pipeline.process(pipeline.Task(i, str(p)), prep, limits)
+            pipeline.process(pipeline.Task(i, str(p)), prep, limits, draft)
         t["process() total"] = time.thread_time() - c0
         for k, v in t.items():
             best[k] = min(best.get(k, float("inf")), v * 1e3 / len(paths))

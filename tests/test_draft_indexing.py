@@ -94,7 +94,7 @@ def test_exact_duplicates_see_through_drafted_decoding(tmp_path: Path) -> None:
 
 def test_fast_resize_collections_draft_and_still_find_exact_duplicates(tmp_path: Path) -> None:
     """``--fast-resize`` opts out of the reference's pixels, so its JPEGs are drafted too
-    (the 800x600 photo is decoded at 1/4 for a 64-px model, still above the resize target),
+    (the 800x600 photo is decoded at 1/8 for a 64-px model, still above the resize target),
     with the same vectors as a full decode would give after drafting by hand."""
     pytest.importorskip("cv2", reason="--fast-resize needs OpenCV")
     jpg, png = _jpeg_and_its_png(tmp_path / "pics")
@@ -112,7 +112,7 @@ def test_fast_resize_collections_draft_and_still_find_exact_duplicates(tmp_path:
         names = [sorted(Path(m.path or "").name for m in [g.keeper, *g.duplicates]) for g in groups]
         assert names == [["copy.png", "original.jpg"]]
         drafted = decode_image(jpg.read_bytes(), draft=(64, 64)).image
-        assert drafted.size == (200, 150)
+        assert drafted.size == (100, 75)
         prep = coll.embedder.preparer()
         want = coll.embedder.embed([prep(drafted)])[0]
         got = coll.vectors.read([by_name["original.jpg"].slot], coll.catalog.next_slot)[0]
