@@ -107,11 +107,12 @@ class Collection:
         threads: int | None = None,
         fast_resize: bool = False,
     ) -> Collection:
-        """Open (or create) the collection in ``directory``. ``model``/``model_path`` choose the model for a new collection; for an existing one
-        they must be the model it was built with, by content (else :class:`ModelMismatch`);
-        a moved local model folder is recorded at its new place (see ``notes``). Without
-        them the model is only resolved when something needs embedding (``fast_resize``:
-        ``load_embedder``'s, for a new collection; remembered)."""
+        """Open (or create) the collection in ``directory``. ``model``/``model_path`` choose
+        the model for a new collection; for an existing one they must be the model it was
+        built with, by content (else :class:`ModelMismatch`); a moved local model folder is
+        recorded at its new place (see ``notes``). Without them the model is only resolved
+        when something needs embedding (``fast_resize``: ``load_embedder``'s, for a new
+        collection; remembered)."""
         root = Path(directory) if directory is not None else default_collection_dir()
         marker = root / MARKER
         if not marker.is_file() and create and not readonly and not root.is_file():

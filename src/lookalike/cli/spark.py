@@ -132,6 +132,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from lookalike.collection import Collection
     from lookalike.ingest.parquet_import import import_parquet
     from lookalike.ingest.shards import read_job
+    from lookalike.models.identity import fast_resize_of
     from lookalike.store.layout import MARKER, default_collection_dir
 
     from .progress import Progress
@@ -143,7 +144,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         coll = Collection.open(root, model_path=args.model_path)
     else:  # a new collection takes the job's model
         path = args.model_path or model.get("model_path")
-        fast = bool((model.get("preprocess") or {}).get("fast_resize"))
+        fast = fast_resize_of(model)  # a new collection resizes as the job did
         coll = Collection.open(
             root, None if path else model.get("name"), model_path=path, fast_resize=fast
         )

@@ -11,7 +11,14 @@ from typing import Any
 
 from ..errors import ModelMismatch, ModelUnavailable
 from .embedders.base import Embedder
-from .identity import CONTENT_KEYS, HashCache, content_identity, differences, probe
+from .identity import (
+    CONTENT_KEYS,
+    HashCache,
+    content_identity,
+    differences,
+    fast_resize_of,
+    probe,
+)
 from .loader import embedder_from_config, load_embedder
 
 #: Writes (model record, hash cache) into the collection; False when it could not.
@@ -134,7 +141,7 @@ def bind_requested(
 def check_fast_resize(record: dict[str, Any], requested: bool, where: object) -> bool:
     """Whether a collection resizes fast: as recorded (remembered); asking for it on a
     collection whose vectors came from the reference resize is refused."""
-    stored = bool((record.get("preprocess") or {}).get("fast_resize"))
+    stored = fast_resize_of(record)
     if requested and not stored:
         raise ModelMismatch(
             f"collection {where} was built without --fast-resize: its vectors come from the"
@@ -154,5 +161,5 @@ def model_summary(record: dict[str, Any]) -> dict[str, Any]:
         "model_sha256": record.get("onnx_sha256"),
         "dim": record["dim"],
         "metric": record["metric"],
-        "fast_resize": bool((record.get("preprocess") or {}).get("fast_resize")),
+        "fast_resize": fast_resize_of(record),
     }

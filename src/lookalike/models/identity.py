@@ -86,6 +86,11 @@ def canonical_preprocess(preparer: Any, output: str, pooling: str) -> dict[str, 
     return data
 
 
+def fast_resize_of(record: dict[str, Any]) -> bool:
+    """Whether a model record's preprocessing resizes with ``--fast-resize``."""
+    return bool((record.get("preprocess") or {}).get("fast_resize"))
+
+
 def preprocess_sha256(preprocess: dict[str, Any]) -> str:
     text = json.dumps(preprocess, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

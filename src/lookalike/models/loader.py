@@ -25,6 +25,7 @@ from ..errors import InvalidInput, ModelUnavailable, NoTextTower
 from .embedders.base import Embedder
 from .embedders.onnx import OnnxEmbedder
 from .hub import _check_hub_spec, resolve_hub_model, resolve_hub_preprocessor
+from .identity import fast_resize_of
 from .local import _local_embedder
 from .registry import DEFAULT_MODEL, MODELS, ModelSpec, TextTowerSpec, get_model_spec, text_models
 
@@ -115,7 +116,7 @@ def embedder_from_config(model: dict[str, Any], threads: int | None) -> Embedder
 
         return ExternalEmbedder(model["name"], int(model["dim"]), model["metric"])
 
-    fast = bool((model.get("preprocess") or {}).get("fast_resize"))
+    fast = fast_resize_of(model)
     if model.get("model_path"):
         return load_embedder(model_path=model["model_path"], threads=threads, fast_resize=fast)
     return load_embedder(model["name"], threads=threads, fast_resize=fast)

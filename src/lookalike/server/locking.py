@@ -11,7 +11,7 @@ from pathlib import Path
 from ..store.layout import write_lock
 from .limits import Busy
 
-__all__ = ["RWLock", "WouldBlock", "exclusive_write"]
+__all__ = ["RWLock", "RemoteReads", "WouldBlock", "exclusive_write"]
 
 # How long a write waits for another process's lock on the collection before a 503.
 FILE_LOCK_WAIT = 0.5
@@ -64,6 +64,22 @@ class RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class RemoteReads:
+    """A stateless replica's "lock": nothing local to guard (Milvus and Redis order the
+    writes), but every read makes network calls of milliseconds, so a non-blocking read
+    (one tried on the event loop) is sent to the threadpool instead."""
+
+    @contextlib.contextmanager
+    def read(self, blocking: bool = True) -> Iterator[None]:
+        if not blocking:
+            raise WouldBlock("a replica reads in the threadpool")
+        yield
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        yield
 
 
 @contextlib.contextmanager

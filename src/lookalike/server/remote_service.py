@@ -25,7 +25,7 @@ from ..errors import ImageRejected, InvalidInput, QueryError
 from ..search.compose import as_terms, combine, embed_texts
 from ..store.catalog import Item
 from ..store.metadata import check_metadata
-from .locking import WouldBlock
+from .locking import RemoteReads
 from .security import EXTENSIONS, sniff_image
 from .service import NoImage, ServerSettings, Service
 from .uploads import UPLOADS, Upload, digest, thumbnail_cache_path, write_durably
@@ -36,6 +36,7 @@ class RemoteService(Service):
         self.served = served
         # uploads/ (shared by the replicas) and a thumbnail cache in the same folder
         self._setup(settings, uploads, served.model, served.binary, served.width)
+        self.lock: Any = RemoteReads()  # searches inherited from Service run in the threadpool
         self.uploads = uploads
         self.thumbs = uploads / ".thumbs"
         self.browse_source: Any = RedisBrowse(served)
@@ -69,29 +70,14 @@ class RemoteService(Service):
         *,
         blocking: bool = True,
     ) -> list[dict[str, Any]]:
-        if not blocking:  # never on the event loop: Milvus and Redis calls take milliseconds
-            raise WouldBlock("a replica reads in the threadpool")
         self._check_k(k)
         flt = self._filter(label, where)
-        vec = self.served.item_vector(item_id)
-        hits = self.served.search_vector(vec, k, threshold=threshold, where=flt, exclude=[item_id])
+        with self.lock.read(blocking):  # never on the event loop: see RemoteReads
+            vec = self.served.item_vector(item_id)
+            hits = self.served.search_vector(
+                vec, k, threshold=threshold, where=flt, exclude=[item_id]
+            )
         return self._hits(hits)
-
-    def search_vector(
-        self,
-        vec: np.ndarray,
-        k: int,
-        threshold: float | None = None,
-        label: str | None = None,
-        where: str | None = None,
-        exclude_slot: int | None = None,
-        *,
-        blocking: bool = True,
-    ) -> list[dict[str, Any]]:
-        if not blocking:
-            raise WouldBlock("a replica reads in the threadpool")
-        self._check_k(k)
-        return self._search(vec, k, threshold, self._filter(label, where), None)
 
     def search_terms(
         self,

@@ -333,8 +333,10 @@ class MilvusVectors:
                         ) from None
                     raise
                 for query, row in zip(chunk, hits, strict=True):
-                    scored = [(h["id"], self._score(h["distance"])) for h in row]
-                    results.append(rescored(query, list(row), k) if rerank else scored)
+                    if rerank:
+                        results.append(rescored(query, list(row), k))
+                    else:
+                        results.append([(h["id"], self._score(h["distance"])) for h in row])
         return results
 
     def _score(self, distance: float) -> float:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
 
 from lookalike.errors import BackendMismatch, InvalidInput
+from lookalike.store.ann import AnnStore as Ann
 
 KINDS = ("flat", "ivf-flat", "ivf-sq8", "hnsw", "auto")
 LITE_KINDS = {False: ("flat", "ivf-flat", "auto"), True: ("flat", "auto")}
@@ -66,12 +67,11 @@ class IndexPlan:
         return self.milvus_type == "IVF_SQ8" if self.rerank is None else self.rerank
 
     def shortlist(self, k: int) -> int:
-        """Candidates fetched for a top ``k`` (the embedded store's 2k + 10 when re-ranking)."""
-        return min(MAX_K, 2 * k + 10) if self.reranks else k
+        """Candidates fetched for a top ``k`` (as many as the embedded store re-ranks)."""
+        return min(MAX_K, Ann.shortlist_factor * k + Ann.shortlist_extra) if self.reranks else k
 
     def query_batch(self, k: int, dim: int) -> int:
-        """Query vectors per search request: 256, fewer when each answer carries its
-        shortlist's raw vectors (within one request's byte budget)."""
+        """Query vectors per request: fewer when answers carry their shortlist's vectors."""
         if not self.reranks:
             return QUERY_BATCH
         return max(1, min(QUERY_BATCH, BATCH_BYTES // (self.shortlist(k) * dim * 4)))
