@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,34 @@ def test_search_scores_are_numpys_exact_cosine(lite: str) -> None:
     assert set(got) == {ids[7], ids[8]} and got[ids[7]].dtype == np.float32
     np.testing.assert_allclose(got[ids[7]], x[7], atol=1e-6)
     assert store.search(np.zeros((0, 32), np.float32), 3) == []
+
+
+def test_concurrent_searches_and_reads_share_requests_and_get_their_own_answers(
+    lite: str,
+) -> None:
+    store = opened(lite, index="flat")
+    x, ids = unit(500, 32, 3), ids_of(500)
+    store.upsert(ids, x, [None] * 500, [{}] * 500)
+    queries = unit(64, 32, 4)
+    alone = [store.search(q[None], 5)[0] for q in queries]
+    before = (store._searches.batches, store._reads.batches)
+    start = threading.Barrier(16)
+
+    def ask(n: int) -> tuple[list[tuple[str, float]], dict[str, np.ndarray]]:
+        if n < 16:
+            start.wait(10)
+        return store.search(queries[n][None], 5)[0], store.vectors_of([ids[n], "no-such-id"])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(64)))
+    for n, (hits, vectors) in enumerate(answers):
+        assert [i for i, _ in hits] == [i for i, _ in alone[n]]
+        np.testing.assert_allclose([s for _, s in hits], [s for _, s in alone[n]], atol=1e-6)
+        assert list(vectors) == [ids[n]]
+        np.testing.assert_allclose(vectors[ids[n]], x[n], atol=1e-6)
+    searches = store._searches.batches - before[0]
+    reads = store._reads.batches - before[1]
+    assert searches < 64 and reads < 64  # 16 threads at once: merged requests
 
 
 def test_upsert_replaces_a_row_and_keeps_the_count(lite: str) -> None:

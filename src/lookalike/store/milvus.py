@@ -24,6 +24,8 @@ from lookalike.errors import (
     LookalikeError,
     ServiceUnavailable,
 )
+from lookalike.store import milvus_wire as wire
+from lookalike.store.coalesce import Coalescer
 from lookalike.store.milvus_client import Fence, new_client
 from lookalike.store.milvus_index import (
     MAX_K,
@@ -35,13 +37,11 @@ from lookalike.store.milvus_index import (
     check_ids,
     check_setup,
     chunks,
-    decode_vector,
     first_line,
     id_expr,
     is_expr_error,
     make_schema,
     plan_index,
-    rescored,
     row_batches,
     split_credentials,
     unavailable_detail,
@@ -85,6 +85,11 @@ class MilvusVectors:
         self._lock = threading.Lock()
         self.fence: Fence | None = None  # set by the owner: see Fence
         self._reload = False  # a call found the collection not loaded: check before the next
+        # concurrent searches (same k and filter) and reads share requests: see coalesce.py
+        self._searches: Coalescer[np.ndarray, list[tuple[str, float]]] = Coalescer(
+            lambda key, rows: self._search_now(np.stack(rows), *key)  # type: ignore[misc]
+        )
+        self._reads: Coalescer[str, np.ndarray | None] = Coalescer(lambda _, ids: self._read(ids))
         check_setup(collection, self.dim, self.binary, uri, self.lite)
         self.requested_index = index
         self.requested_params = dict(params or {})
@@ -284,19 +289,22 @@ class MilvusVectors:
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``ids`` that exist: float32 rows, or packed uint8 codes."""
         ids = check_ids(ids, self.lite)
+        found = self._reads(None, ids)
+        return {i: v for i, v in zip(ids, found, strict=True) if v is not None}
+
+    def _read(self, ids: list[str]) -> list[np.ndarray | None]:
         out: dict[str, np.ndarray] = {}
         with self._call("get vectors") as client:
-            for chunk in chunks(ids, EXPR_IDS):
-                rows = client.query(
+            for chunk in chunks(list(dict.fromkeys(ids)), EXPR_IDS):
+                out |= wire.query_vectors(
+                    client,
                     self.collection,
-                    filter=id_expr(chunk),
-                    output_fields=["id", "vector"],
+                    id_expr(chunk),
+                    binary=self.binary,
                     timeout=self._call_timeout,
-                    **self._consistency(),
+                    consistency=self._consistency(),
                 )
-                for row in rows:
-                    out[row["id"]] = decode_vector(row["vector"], self.binary)
-        return out
+        return [out.get(i) for i in ids]
 
     def search(
         self, queries: np.ndarray, k: int, expr: str | None = None
@@ -307,40 +315,33 @@ class MilvusVectors:
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"Milvus returns 1 to {MAX_K} neighbours per query, not k={k}")
         array = as_vectors(queries, "queries", binary=self.binary, dim=self.dim)
-        if not len(array):
-            return []
+        return self._searches((k, expr or None), list(array)) if len(array) else []
+
+    def _search_now(
+        self, array: np.ndarray, k: int, expr: str | None
+    ) -> list[list[tuple[str, float]]]:
         limit, rerank = self.plan.shortlist(k), self.plan.reranks
         params, batch = self.plan.search_params(limit), self.plan.query_batch(k, self.dim)
         results: list[list[tuple[str, float]]] = []
         with self._call("search") as client:
             for chunk in np.array_split(array, math.ceil(len(array) / batch) or 1):
                 try:
-                    hits = client.search(
-                        self.collection,
-                        data=[r.tobytes() if self.binary else r.tolist() for r in chunk],
-                        filter=expr or "",
-                        limit=limit,
-                        output_fields=["vector"] if rerank else [],
-                        search_params=params,
-                        anns_field="vector",
-                        timeout=self._call_timeout,
-                        **self._consistency(),
-                    )
+                    answers = wire.search(
+                        client, self.collection, chunk, limit, expr or "", params,
+                        with_vectors=rerank, binary=self.binary, timeout=self._call_timeout,
+                        consistency=self._consistency(),
+                    )  # fmt: skip
                 except Exception as exc:
                     if expr and is_expr_error(exc):
                         raise InvalidInput(
                             f"bad Milvus filter {expr!r}: {first_line(exc)}"
                         ) from None
                     raise
-                for query, row in zip(chunk, hits, strict=True):
-                    if rerank:
-                        results.append(rescored(query, list(row), k))
-                    else:
-                        results.append([(h["id"], self._score(h["distance"])) for h in row])
+                results += [
+                    wire.best(q, found, k, rerank, self.binary)
+                    for q, found in zip(chunk, answers, strict=True)
+                ]
         return results
-
-    def _score(self, distance: float) -> float:
-        return 1.0 - float(distance) / self.dim if self.binary else float(distance)
 
     def count(self) -> int:
         """Exact row count, rows not yet flushed included."""

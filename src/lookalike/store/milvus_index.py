@@ -309,17 +309,6 @@ def as_vectors(vectors: np.ndarray, what: str, *, binary: bool, dim: int) -> np.
     return np.ascontiguousarray(array, dtype=np.uint8 if binary else np.float32)
 
 
-def decode_vector(value: Any, binary: bool) -> np.ndarray:
-    """A vector field as pymilvus returns it -> float32 row or packed uint8 code."""
-    if binary:
-        if isinstance(value, list | tuple) and len(value) == 1:
-            value = value[0]
-        if isinstance(value, bytes | bytearray):
-            return np.frombuffer(bytes(value), dtype=np.uint8).copy()
-        return np.asarray(value, dtype=np.uint8)
-    return np.asarray(value, dtype=np.float32)
-
-
 def is_expr_error(exc: BaseException) -> bool:
     """Whether Milvus refused a filter expression (bad syntax, unknown field...)."""
     low = str(getattr(exc, "message", "") or exc).lower()
@@ -408,13 +397,3 @@ def row_batches(
             rows, size = [], 0
     if rows:
         yield rows
-
-
-def rescored(query: np.ndarray, hits: list[Any], k: int) -> list[tuple[str, float]]:
-    """The best ``k`` of a shortlist by exact inner product with its raw vectors."""
-    if not hits:
-        return []
-    rows = np.asarray([h["entity"]["vector"] for h in hits], dtype=np.float32)
-    exact = rows @ query.astype(np.float32)
-    order = np.argsort(-exact, kind="stable")[:k]
-    return [(hits[i]["id"], float(exact[i])) for i in order]

@@ -1,0 +1,124 @@
+"""Concurrent calls merged into batched ones (a replica's searches, under load).
+
+A Milvus search or vector read costs a few milliseconds per request whatever it holds, and
+little more per extra query in it (on 2 cores: 7 ms for one query, 15 ms for 16). When
+threads call at once, the calls that arrive while ``inflight`` requests are already out
+wait, and the next free request carries all of them: nothing waits when the store is idle,
+and under load the fixed cost is shared. Only calls with the same key (e.g. the same k and
+filter) are merged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Coalescer"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Call(Generic[T, R]):
+    __slots__ = ("done", "error", "items", "queued", "results", "wake")
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self.items = list(items)
+        self.results: list[R] = []
+        self.error: BaseException | None = None
+        self.done = False
+        self.queued = True  # not yet taken into a batch
+        self.wake = threading.Event()  # set when done, or when it may lead a batch
+
+
+class Coalescer(Generic[T, R]):
+    """``coalescer(key, items)`` returns ``run(key, items)``, where ``run`` may be given the
+    items of several concurrent calls with that key at once (it returns one result per item,
+    in order). An exception from ``run`` is raised in every call it served.
+
+    Each waiting thread sleeps on its own event: a finished batch wakes the threads it served
+    and a waiting one, which then leads the next batch (never all the waiters)."""
+
+    def __init__(
+        self,
+        run: Callable[[Hashable, list[T]], Sequence[R]],
+        *,
+        inflight: int = 2,
+        max_items: int = 256,
+    ) -> None:
+        if inflight < 1 or max_items < 1:
+            raise ValueError("inflight and max_items must be at least 1")
+        self._run = run
+        self.inflight, self.max_items = inflight, max_items
+        self._lock = threading.Lock()
+        self._queues: dict[Hashable, list[_Call[T, R]]] = {}
+        self._running = 0
+        self.batches = 0  # requests made (tests and benchmarks read it)
+
+    def __call__(self, key: Hashable, items: Sequence[T]) -> list[R]:
+        call: _Call[T, R] = _Call(items)
+        with self._lock:
+            self._queues.setdefault(key, []).append(call)
+        while True:
+            with self._lock:
+                call.wake.clear()
+                batch = None
+                if call.queued and self._running < self.inflight:
+                    batch = self._take(key)
+                    self._running += 1
+            if batch is not None:
+                try:
+                    self._serve(key, batch)
+                finally:
+                    with self._lock:
+                        self._running -= 1
+                        self._promote()
+            if call.done:
+                break
+            call.wake.wait()
+        if call.error is not None:
+            raise call.error
+        return call.results
+
+    def _promote(self) -> None:
+        """Wake the first waiting call of a key per free request, to lead a batch (under the
+        lock; dicts keep insertion order: the longest-waiting keys first)."""
+        heads = [queue[0] for queue in self._queues.values()]
+        for call in heads[: max(0, self.inflight - self._running)]:
+            call.wake.set()
+
+    def _take(self, key: Hashable) -> list[_Call[T, R]]:
+        """The oldest waiting calls of ``key``, up to ``max_items`` items (at least one)."""
+        queue = self._queues[key]
+        n, size = 0, 0
+        while n < len(queue) and (n == 0 or size + len(queue[n].items) <= self.max_items):
+            size += len(queue[n].items)
+            n += 1
+        batch, rest = queue[:n], queue[n:]
+        for call in batch:
+            call.queued = False
+        if rest:
+            self._queues[key] = rest
+        else:
+            del self._queues[key]
+        return batch
+
+    def _serve(self, key: Hashable, batch: list[_Call[T, R]]) -> None:
+        items = [item for call in batch for item in call.items]
+        try:
+            self.batches += 1
+            results = list(self._run(key, items))
+            if len(results) != len(items):
+                raise RuntimeError(f"a batch of {len(items)} gave {len(results)} results")
+        except BaseException as exc:
+            for call in batch:
+                call.error, call.done = exc, True
+                call.wake.set()
+            return
+        start = 0
+        for call in batch:
+            call.results = results[start : start + len(call.items)]
+            call.done = True
+            start += len(call.items)
+            call.wake.set()
