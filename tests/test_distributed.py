@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from tiny_models import make_pooling_model, write_local_model
 
@@ -149,6 +150,12 @@ def test_metadata_in_redis_and_a_replica_with_no_folder(
         assert len(c.get("/items", params={"limit": 100}).json()["items"]) == 61
         assert c.delete("/items/new/1").status_code == 200
         assert c.get("/items/new/1").status_code == 404
+        assert c.get("/items/new/1/similar").status_code == 404
+        # a vector whose record is not ready (an add in flight) is no item to query by
+        served.milvus.upsert(["ghost"], np.ones((1, served.dim), np.float32), [None], [{}])
+        ghost = c.get("/items/ghost/similar")
+        assert ghost.status_code == 404 and "'ghost'" in ghost.json()["error"], ghost.text
+        served.milvus.delete(["ghost"])
         assert list((tmp_path / "shared").glob("*.jpg")) == []
     assert meta.count() == 60
 

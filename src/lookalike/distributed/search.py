@@ -74,8 +74,10 @@ def search_hits(
     label: str | None = None,
     where: Where | None = None,
     exclude: Sequence[str] = (),
+    require: str | None = None,
 ) -> list[Hit]:
-    """The best ``k`` ready items for the query row ``vec`` (1 x dim)."""
+    """The best ``k`` ready items for the query row ``vec`` (1 x dim). ``require`` is an id
+    that must be ready (else ItemNotFound), checked in the same round trip as the hits."""
     expr, rest = expression(label, where)
     skip = set(exclude)
     limit = min(MILVUS_TOPK, k + len(skip))
@@ -84,7 +86,12 @@ def search_hits(
         hits: list[Hit] = []
         ids = [i for i, _ in found if i not in skip]
         scores = {i: s for i, s in found}
-        for item_id, item in zip(ids, meta.get(ids), strict=True):
+        items = meta.get(([require] if require is not None else []) + ids)
+        if require is not None:
+            if items.pop(0) is None:
+                raise ItemNotFound(f"no item with id {require!r}")
+            require = None
+        for item_id, item in zip(ids, items, strict=True):
             score = scores[item_id]
             if threshold is not None and score < threshold:
                 break

@@ -73,10 +73,7 @@ class RemoteService(Service):
         self._check_k(k)
         flt = self._filter(label, where)
         with self.lock.read(blocking):  # never on the event loop: see RemoteReads
-            vec = self.served.item_vector(item_id)
-            hits = self.served.search_vector(
-                vec, k, threshold=threshold, where=flt, exclude=[item_id]
-            )
+            hits = self.served.similar(item_id, k, threshold=threshold, where=flt)
         return self._hits(hits)
 
     def search_terms(
