@@ -241,6 +241,7 @@ def load(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
 def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
     lat: list[float] = []
     errors = [0]
+    first_error: list[str] = []  # what the first failure was, printed under the row
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -254,15 +255,18 @@ def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
             try:
                 conn.request("GET", f"/items/{item}/similar?k=10")
                 resp = conn.getresponse()
-                resp.read()
+                body = resp.read()
                 ok = resp.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
+                why = f"HTTP {resp.status}: {body[:200].decode(errors='replace')}"
+            except (OSError, http.client.HTTPException) as exc:
+                ok, why = False, f"{type(exc).__name__}: {exc}"
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             with lock:
                 lat.append(time.perf_counter() - t0)
                 errors[0] += not ok
+                if not ok and not first_error:
+                    first_error.append(f"after {time.perf_counter() - t0:.1f} s, {why}")
         conn.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -275,7 +279,7 @@ def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
         t.join()
     elapsed = time.perf_counter() - t0
     return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
-            f" {errors[0]:>7}")  # fmt: skip
+            f" {errors[0]:>7}" + "".join(f"\n    first error {e}" for e in first_error))  # fmt: skip
 
 
 def part_serving(
