@@ -67,6 +67,7 @@ class Coalescer(Generic[T, R]):
                 if call.queued and self._running < self.inflight:
                     batch = self._take(key)
                     self._running += 1
+                    self.batches += 1
             if batch is not None:
                 try:
                     self._serve(key, batch)
@@ -107,7 +108,6 @@ class Coalescer(Generic[T, R]):
     def _serve(self, key: Hashable, batch: list[_Call[T, R]]) -> None:
         items = [item for call in batch for item in call.items]
         try:
-            self.batches += 1
             results = list(self._run(key, items))
             if len(results) != len(items):
                 raise RuntimeError(f"a batch of {len(items)} gave {len(results)} results")
