@@ -6,7 +6,9 @@ re-rank), more than Milvus itself spends on it. Here pymilvus still builds the r
 (``Prepare``) and sends it on its own connection (auth and channel included), but the
 reply's repeated fields go to numpy in one copy each (protobuf exposes their buffers).
 Errors are the ones pymilvus raises (``check_status``), so ``MilvusVectors._call`` treats
-them as before.
+them as before. ``_get_connection()._stub`` is pymilvus' internals: the ``milvus`` extra
+pins pymilvus (pyproject.toml), and tests/test_milvus_store.py runs this on Milvus Lite and
+on a real server, so a pymilvus upgrade that moves them fails there first.
 """
 
 from __future__ import annotations
