@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from load import free_port, pct  # noqa: E402  (benchmarks/load.py)
+from load import cpu_seconds, free_port, pct  # noqa: E402  (benchmarks/load.py)
 from search_latency import mixture as clustered  # noqa: E402
 from services_milvus import MilvusProcess  # noqa: E402  (the tests' server launcher)
 
@@ -107,17 +107,12 @@ def settle(pid: int | None, quiet: float = 0.15, most: float = 900.0) -> float:
     and searches meanwhile measure that, not serving. Returns the seconds waited."""
     if pid is None:
         return 0.0
-    tick, t0 = os.sysconf("SC_CLK_TCK"), time.perf_counter()
-
-    def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
+    t0 = time.perf_counter()
     calm = 0
     while calm < 3 and time.perf_counter() - t0 < most:
-        before = cpu()
+        before = cpu_seconds(pid)
         time.sleep(2.0)
-        calm = calm + 1 if (cpu() - before) / 2.0 < quiet else 0
+        calm = calm + 1 if (cpu_seconds(pid) - before) / 2.0 < quiet else 0
     return time.perf_counter() - t0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -33,6 +33,15 @@ class Gate:
         return [10 * x for x in items]
 
 
+def hold_first(
+    pool: ThreadPoolExecutor, co: Coalescer[int, int], gate: Gate, key: str
+) -> Future[list[int]]:
+    """A first call, held inside ``run`` (the others queue behind it meanwhile)."""
+    first = pool.submit(co, key, [0])
+    assert gate.entered.wait(10)
+    return first
+
+
 def wait_queued(co: Coalescer[int, int], n: int) -> None:
     """Until ``n`` calls wait in the queues (the first batch is held meanwhile)."""
     for _ in range(2000):
@@ -57,8 +66,7 @@ def test_calls_arriving_during_a_request_share_the_next_and_get_their_own_result
     gate = Gate()
     co = Coalescer(gate, inflight=1)
     with ThreadPoolExecutor(12) as pool:
-        first = pool.submit(co, "k", [0])
-        assert gate.entered.wait(10)
+        first = hold_first(pool, co, gate, "k")
         rest = [pool.submit(co, "k", [n, n + 100]) for n in range(1, 11)]
         wait_queued(co, 10)
         gate.release.set()
@@ -73,8 +81,7 @@ def test_only_calls_with_the_same_key_are_merged() -> None:
     gate = Gate()
     co = Coalescer(gate, inflight=1)
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(co, "a", [0])
-        assert gate.entered.wait(10)
+        first = hold_first(pool, co, gate, "a")
         a = [pool.submit(co, "a", [n]) for n in (1, 2, 3)]
         b = [pool.submit(co, "b", [n]) for n in (4, 5)]
         wait_queued(co, 5)
@@ -88,8 +95,7 @@ def test_a_batch_holds_at_most_max_items_and_the_rest_follow() -> None:
     gate = Gate()
     co = Coalescer(gate, inflight=1, max_items=4)
     with ThreadPoolExecutor(12) as pool:
-        first = pool.submit(co, "k", [0])
-        assert gate.entered.wait(10)
+        first = hold_first(pool, co, gate, "k")
         rest = [pool.submit(co, "k", [n]) for n in range(1, 11)]
         wait_queued(co, 10)
         gate.release.set()
@@ -124,8 +130,7 @@ def test_an_error_reaches_every_call_of_its_batch_and_no_other() -> None:
     gate = Gate()
     co = Coalescer(gate, inflight=1)
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(co, "ok", [0])
-        assert gate.entered.wait(10)
+        first = hold_first(pool, co, gate, "ok")
         bad = [pool.submit(co, "boom", [n]) for n in (1, 2)]
         good = pool.submit(co, "ok", [3])
         wait_queued(co, 3)

@@ -137,10 +137,11 @@ class ServedCollection:
         label: str | None = None,
         where: Where | None = None,
         exclude: Sequence[str] = (),
+        require: str | None = None,
     ) -> list[Hit]:
         return search_hits(
-            self.milvus, self.redis, vec, k,
-            threshold=threshold, label=label, where=where, exclude=exclude,
+            self.milvus, self.redis, vec, k, threshold=threshold, label=label, where=where,
+            exclude=exclude, require=require,
         )  # fmt: skip
 
     def similar(
@@ -154,10 +155,9 @@ class ServedCollection:
         """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready:
         checked with the hits' records, one Redis round trip instead of two)."""
         vec = item_vector(self.milvus, item_id)
-        return search_hits(
-            self.milvus, self.redis, vec, k,
-            threshold=threshold, where=where, exclude=[item_id], require=item_id,
-        )  # fmt: skip
+        return self.search_vector(
+            vec, k, threshold=threshold, where=where, exclude=[item_id], require=item_id
+        )
 
     def item_vector(self, item_id: str) -> np.ndarray:
         self.get(item_id)  # a ready item, else ItemNotFound

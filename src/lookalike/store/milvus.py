@@ -48,6 +48,7 @@ from lookalike.store.milvus_index import (
 )
 
 EXPR_IDS = 1000  # ids per "id in [...]"
+Ranked = list[tuple[str, float]]  # (id, score) best first
 
 
 class MilvusError(LookalikeError):
@@ -86,9 +87,7 @@ class MilvusVectors:
         self.fence: Fence | None = None  # set by the owner: see Fence
         self._reload = False  # a call found the collection not loaded: check before the next
         # concurrent searches (same k and filter) and reads share requests: see coalesce.py
-        self._searches: Coalescer[np.ndarray, list[tuple[str, float]]] = Coalescer(
-            lambda key, rows: self._search_now(np.stack(rows), *key)  # type: ignore[misc]
-        )
+        self._searches = Coalescer(self._search_merged)
         self._reads: Coalescer[str, np.ndarray | None] = Coalescer(lambda _, ids: self._read(ids))
         check_setup(collection, self.dim, self.binary, uri, self.lite)
         self.requested_index = index
@@ -306,23 +305,25 @@ class MilvusVectors:
                 )
         return [out.get(i) for i in ids]
 
-    def search(
-        self, queries: np.ndarray, k: int, expr: str | None = None
-    ) -> list[list[tuple[str, float]]]:
+    def search(self, queries: np.ndarray, k: int, expr: str | None = None) -> list[Ranked]:
         """Top ``k`` (id, score) per query, best first, among rows matching ``expr`` (a Milvus
         filter expression over id, label and meta, e.g. ``label == "shoes"``). On IVF_SQ8 a
         shortlist comes back with its raw vectors and is re-ranked by exact scores."""
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"Milvus returns 1 to {MAX_K} neighbours per query, not k={k}")
         array = as_vectors(queries, "queries", binary=self.binary, dim=self.dim)
-        return self._searches((k, expr or None), list(array)) if len(array) else []
+        return self._searches((k, expr or None), [array])[0] if len(array) else []
 
-    def _search_now(
-        self, array: np.ndarray, k: int, expr: str | None
-    ) -> list[list[tuple[str, float]]]:
+    def _search_merged(self, key: Any, arrays: list[np.ndarray]) -> list[list[Ranked]]:
+        """The query arrays of concurrent calls in one search (a lone call's as it is)."""
+        found = self._search_now(arrays[0] if len(arrays) == 1 else np.concatenate(arrays), *key)
+        ends = np.cumsum([len(a) for a in arrays])
+        return [found[end - len(a) : end] for a, end in zip(arrays, ends, strict=True)]
+
+    def _search_now(self, array: np.ndarray, k: int, expr: str | None) -> list[Ranked]:
         limit, rerank = self.plan.shortlist(k), self.plan.reranks
         params, batch = self.plan.search_params(limit), self.plan.query_batch(k, self.dim)
-        results: list[list[tuple[str, float]]] = []
+        results: list[Ranked] = []
         with self._call("search") as client:
             for chunk in np.array_split(array, math.ceil(len(array) / batch) or 1):
                 try:
