@@ -13,8 +13,9 @@ Part 2, the real MobileNetV2 collection of the clothing photos (``--model-path``
 
 Part 3, serving ``GET /items/{id}/similar`` with C clients for T seconds through
 ``lookalike serve``: the embedded folder; then the folder published to the Milvus server
-and Redis (``index --store milvus --metadata``) served by one stateless replica, and by two
-replicas sharing Milvus and Redis (clients alternate between them). Throughput and p99,
+and Redis (``index --store milvus --metadata``), once as IVF_SQ8 (the replaced pipeline's)
+and once as HNSW (``--index auto`` on Milvus), each served by one stateless replica and by
+two replicas sharing Milvus and Redis (clients alternate between them). Throughput and p99,
 each after a 2 s warm-up of the same load.
 
 Milvus compacts and re-indexes segments for a while after a bulk load: every Milvus
@@ -29,13 +30,10 @@ Everything runs on 127.0.0.1: redis-server (Debian's) and the Milvus server (PyP
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +41,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from load import cpu_seconds, free_port, pct  # noqa: E402  (benchmarks/load.py)
+from backends_serving import part_serving, settle  # noqa: E402
+from load import free_port, pct  # noqa: E402  (benchmarks/load.py)
 from search_latency import mixture as clustered  # noqa: E402
 from services_milvus import MilvusProcess  # noqa: E402  (the tests' server launcher)
 
 from lookalike import Collection  # noqa: E402
-from lookalike.distributed.config import RemoteSpec  # noqa: E402
 from lookalike.distributed.tuning import RECALL_TARGET, tune_search  # noqa: E402
 from lookalike.store.milvus import MilvusVectors  # noqa: E402
 
@@ -99,21 +97,6 @@ def measure(
         lat.append((time.perf_counter() - t0) * 1000)
         hits += len(set(got[:10]) & want)
     return hits / (10 * len(queries)), pct(lat, 50), pct(lat, 99)
-
-
-def settle(pid: int | None, quiet: float = 0.15, most: float = 900.0) -> float:
-    """Wait until the Milvus server's process uses under ``quiet`` cores in three 2 s
-    windows in a row: after a bulk load it compacts segments and indexes the merged ones,
-    and searches meanwhile measure that, not serving. Returns the seconds waited."""
-    if pid is None:
-        return 0.0
-    t0 = time.perf_counter()
-    calm = 0
-    while calm < 3 and time.perf_counter() - t0 < most:
-        before = cpu_seconds(pid)
-        time.sleep(2.0)
-        calm = calm + 1 if (cpu_seconds(pid) - before) / 2.0 < quiet else 0
-    return time.perf_counter() - t0
 
 
 def row(name: str, build: float, result: tuple[float, float, float]) -> str:
@@ -206,123 +189,6 @@ def part_vectors(
     return folder
 
 
-def serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    exe = Path(sys.executable).parent / "lookalike"
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), *args],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited: {log.read_text()[-2000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"serve did not start: {log.read_text()[-2000:]}")
-
-
-def load(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
-    """Measured after a 2 s warm-up of the same load (connections, caches, thread pools)."""
-    warm(ports, ids, clients, 2.0)
-    return warm(ports, ids, clients, seconds)
-
-
-def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> str:
-    lat: list[float] = []
-    errors = [0]
-    first_error: list[str] = []  # what the first failure was, printed under the row
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def client(n: int) -> None:
-        rnd = random.Random(n)
-        port = ports[n % len(ports)]
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while not stop.is_set():
-            item = rnd.choice(ids)
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", f"/items/{item}/similar?k=10")
-                resp = conn.getresponse()
-                body = resp.read()
-                ok = resp.status == 200
-                why = f"HTTP {resp.status}: {body[:200].decode(errors='replace')}"
-            except (OSError, http.client.HTTPException) as exc:
-                ok, why = False, f"{type(exc).__name__}: {exc}"
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            with lock:
-                lat.append(time.perf_counter() - t0)
-                errors[0] += not ok
-                if not ok and not first_error:
-                    first_error.append(f"after {time.perf_counter() - t0:.1f} s, {why}")
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    stop.wait(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
-            f" {errors[0]:>7}" + "".join(f"\n    first error {e}" for e in first_error))  # fmt: skip
-
-
-def part_serving(
-    folder: Path, ids: list[str], tmp: Path, milvus_uri: str, redis_uri: str, a: argparse.Namespace,
-    pid: int | None,
-) -> None:  # fmt: skip
-    print(f"\nserving GET /items/{{id}}/similar?k=10, {a.clients} clients, {a.seconds:g} s each")
-    print(f"  {'setup':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    proc, port = serve(["--collection", str(folder)], tmp / "embedded.log")
-    try:
-        print(f"  {'embedded folder (FAISS), 1 server':<44} {load([port], ids, a.clients, a.seconds)}",
-              flush=True)  # fmt: skip
-    finally:
-        proc.terminate()
-        proc.wait()
-    # nprobe not given: tuned to recall@10 >= 0.95, as `index --store milvus` does
-    spec = RemoteSpec.parse(milvus_uri, "served", "ivf-sq8", {"nlist": 512}, redis_uri)
-    t0 = time.perf_counter()
-    with Collection.open(folder) as coll:
-        coll.use_store(spec)
-        coll.publish()
-        assert coll.remote is not None
-        # as the embedded server's index was built before serving: the Milvus index too
-        coll.remote.milvus.wait_indexed(timeout=1800, reload=True)
-        recall = coll.remote.measure_recall(force=True)
-    published = time.perf_counter() - t0
-    quiet = settle(pid)
-    print(f"  (published {len(ids)} items to Milvus + Redis in {published:.1f} s, then Milvus"
-          f" compacted for {quiet:.0f} s; recall@10 {recall and recall['recall_at_10']}, knobs"
-          f" {recall and recall['search']})")  # fmt: skip
-    flags = ["--milvus-uri", milvus_uri, "--milvus-collection", "served", "--metadata", redis_uri,
-             "--uploads", str(tmp / "uploads")]  # fmt: skip
-    first, port1 = serve(flags, tmp / "replica1.log")
-    try:
-        print(f"  {'Milvus ivf-sq8 + Redis, 1 replica':<44} {load([port1], ids, a.clients, a.seconds)}",
-              flush=True)  # fmt: skip
-        second, port2 = serve(flags, tmp / "replica2.log")
-        try:
-            both = load([port1, port2], ids, a.clients, a.seconds)
-            print(f"  {'Milvus ivf-sq8 + Redis, 2 replicas':<44} {both}", flush=True)
-        finally:
-            second.terminate()
-            second.wait()
-    finally:
-        first.terminate()
-        first.wait()
-
-
 def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -393,7 +259,8 @@ def main() -> int:
             else:
                 print(f"\n(no {a.model_path} or {a.photos}: the MobileNetV2 part is skipped)")
             if "serving" in parts:
-                part_serving(folder, ids, tmp, milvus.uri, redis_uri, a, pid)
+                served = {"milvus": [pid] if pid else [], "redis": [redis.pid]}
+                part_serving(folder, ids, tmp, milvus.uri, redis_uri, a, served)
         finally:
             milvus.stop()
             redis.terminate()

@@ -1,0 +1,191 @@
+"""Part 3 of backends.py: serving ``GET /items/{id}/similar`` through ``lookalike serve``.
+
+C clients (threads, one keep-alive connection each) for T seconds, after a 2 s warm-up of
+the same load: the embedded folder; then the folder published to the Milvus server and
+Redis, once per index in ``SERVED``, served by one replica and by two sharing Milvus and
+Redis (clients alternate between them). Besides throughput and latency, each row gives
+the CPU milliseconds per request of the server processes, Milvus and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from load import cpu_seconds, free_port, pct
+
+from lookalike import Collection
+from lookalike.distributed.config import RemoteSpec
+
+
+def settle(pid: int | None, quiet: float = 0.15, most: float = 900.0) -> float:
+    """Wait until the Milvus server's process uses under ``quiet`` cores in three 2 s
+    windows in a row: after a bulk load it compacts segments and indexes the merged ones,
+    and searches meanwhile measure that, not serving. Returns the seconds waited."""
+    if pid is None:
+        return 0.0
+    t0 = time.perf_counter()
+    calm = 0
+    while calm < 3 and time.perf_counter() - t0 < most:
+        before = cpu_seconds(pid)
+        time.sleep(2.0)
+        calm = calm + 1 if (cpu_seconds(pid) - before) / 2.0 < quiet else 0
+    return time.perf_counter() - t0
+
+
+def serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    exe = Path(sys.executable).parent / "lookalike"
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), *args],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"serve exited: {log.read_text()[-2000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"serve did not start: {log.read_text()[-2000:]}")
+
+
+def load(
+    ports: list[int], ids: list[str], clients: int, seconds: float, pids: dict[str, list[int]]
+) -> str:
+    """Measured after a 2 s warm-up of the same load (connections, caches, thread pools).
+    Also printed: the CPU milliseconds per request of each group of processes in ``pids``
+    and of the clients (this process)."""
+    pids = {**pids, "clients": [os.getpid()]}
+    warm(ports, ids, clients, 2.0)
+    before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+    row, done = warm(ports, ids, clients, seconds)
+    spent = ", ".join(
+        f"{k} {(sum(cpu_seconds(p) for p in v) - before[k]) * 1e3 / max(done, 1):.1f}"
+        for k, v in pids.items()
+    )
+    return f"{row}   {spent}"
+
+
+def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> tuple[str, int]:
+    lat: list[float] = []
+    errors = [0]
+    first_error: list[str] = []  # what the first failure was, printed under the row
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        rnd = random.Random(n)
+        port = ports[n % len(ports)]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            item = rnd.choice(ids)
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", f"/items/{item}/similar?k=10")
+                resp = conn.getresponse()
+                body = resp.read()
+                ok = resp.status == 200
+                why = f"HTTP {resp.status}: {body[:200].decode(errors='replace')}"
+            except (OSError, http.client.HTTPException) as exc:
+                ok, why = False, f"{type(exc).__name__}: {exc}"
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with lock:
+                lat.append(time.perf_counter() - t0)
+                errors[0] += not ok
+                if not ok and not first_error:
+                    first_error.append(f"after {time.perf_counter() - t0:.1f} s, {why}")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
+            f" {errors[0]:>7}" + "".join(f"\n    first error {e}" for e in first_error),
+            len(lat))  # fmt: skip
+
+
+def part_serving(
+    folder: Path, ids: list[str], tmp: Path, milvus_uri: str, redis_uri: str, a: argparse.Namespace,
+    pids: dict[str, list[int]],
+) -> None:  # fmt: skip
+    """``pids``: the Milvus and Redis processes, whose CPU per request is printed."""
+    print(f"\nserving GET /items/{{id}}/similar?k=10, {a.clients} clients, {a.seconds:g} s each")
+    print(f"  {'setup':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+          "   CPU ms per request")  # fmt: skip
+    proc, port = serve(["--collection", str(folder)], tmp / "embedded.log")
+    try:
+        done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
+        print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+    for db, (index, params) in enumerate(SERVED):
+        served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
+        shutil.copytree(folder, served)
+        uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
+        serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids)
+
+
+# Published for serving: the replaced pipeline's IVF_SQ8 (nprobe not given: tuned to
+# recall@10 >= 0.95, as `index --store milvus` does; re-ranked exactly), and HNSW, the
+# index `--index auto` gives on Milvus.
+SERVED: tuple[tuple[str, dict[str, int | None]], ...] = (("ivf-sq8", {"nlist": 512}), ("hnsw", {}))
+
+
+def serve_milvus(
+    folder: Path, index: str, params: dict[str, int | None], ids: list[str], tmp: Path,
+    milvus_uri: str, redis_uri: str, a: argparse.Namespace, pids: dict[str, list[int]],
+) -> None:  # fmt: skip
+    name = "served_" + index.replace("-", "_")
+    spec = RemoteSpec.parse(milvus_uri, name, index, params, redis_uri)
+    t0 = time.perf_counter()
+    with Collection.open(folder) as coll:
+        coll.use_store(spec)
+        coll.publish()
+        assert coll.remote is not None
+        # as the embedded server's index was built before serving: the Milvus index too
+        coll.remote.milvus.wait_indexed(timeout=1800, reload=True)
+        recall = coll.remote.measure_recall(force=True)
+    published = time.perf_counter() - t0
+    quiet = settle(pids["milvus"][0] if pids["milvus"] else None)
+    print(f"  (published {len(ids)} items to Milvus {index} + Redis in {published:.1f} s, then"
+          f" Milvus compacted for {quiet:.0f} s; recall@10 {recall and recall['recall_at_10']},"
+          f" knobs {recall and recall['search']})")  # fmt: skip
+    flags = ["--milvus-uri", milvus_uri, "--milvus-collection", name, "--metadata", redis_uri,
+             "--uploads", str(tmp / "uploads")]  # fmt: skip
+    first, port1 = serve(flags, tmp / f"{name}-1.log")
+    try:
+        setup = f"Milvus {index} + Redis, 1 replica"
+        done = load([port1], ids, a.clients, a.seconds, {"replicas": [first.pid], **pids})
+        print(f"  {setup:<44} {done}", flush=True)
+        second, port2 = serve(flags, tmp / f"{name}-2.log")
+        try:
+            replicas = {"replicas": [first.pid, second.pid], **pids}
+            both = load([port1, port2], ids, a.clients, a.seconds, replicas)
+            print(f"  {f'Milvus {index} + Redis, 2 replicas':<44} {both}", flush=True)
+        finally:
+            second.terminate()
+            second.wait()
+    finally:
+        first.terminate()
+        first.wait()
