@@ -322,3 +322,15 @@ PINNED_PIXEL_HASH = {
     "xxh3-128": "8b696fab1b13237463428a824f547432",
     "sha1-16": "a27133776f02cd193de7b42b613c0882",  # collections made before XXH3
 }
+
+
+def test_pixel_hash_of_an_array_is_that_of_its_image() -> None:
+    image = imagegen.photo_like(13, (61, 47))
+    pixels = np.asarray(image)
+    for kind in PIXEL_HASH_KINDS:
+        assert pixel_hash(pixels, kind) == pixel_hash(image, kind)
+        assert pixel_hash(pixels[::-1][::-1], kind) == pixel_hash(image, kind)  # a strided view
+    assert pixel_hash(pixels[:, :-1]) != pixel_hash(image)
+    for bad in (pixels[:, :, :2], pixels.astype(np.uint16), pixels[:, :, 0]):
+        with pytest.raises(InvalidInput, match="uint8"):
+            pixel_hash(bad)

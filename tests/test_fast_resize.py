@@ -107,3 +107,32 @@ def test_index_fast_resize_is_recorded_remembered_and_used_for_queries(
     r = cli("index", str(photos), "--collection", str(exact), *base, "--fast-resize")
     assert r.code != 0 and r.err.count("\n") == 1
     assert "built without --fast-resize" in r.err
+
+
+def test_fast_preparers_take_pixel_arrays_with_the_image_path_results(tmp_path: Path) -> None:
+    """The indexer hands a fast preparer the photo's pixels (one copy out of PIL, shared
+    with the pixel hash); model input, phash and pixel hash equal the image path's."""
+    from lookalike.ingest import pipeline
+    from lookalike.ingest.decode import DecodeLimits, pixel_hash
+    from lookalike.models.phash import phash_int
+
+    fast = ImageProcessorSpec(shortest_edge=64, resample=2, fast_resize=True)
+    exact = ImageProcessorSpec(shortest_edge=64, resample=2)
+    assert fast.takes_pixels and not exact.takes_pixels
+    assert not ImageProcessorSpec(shortest_edge=64, fast_resize=True, grayscale=True).takes_pixels
+    for image in [*_photos(), Image.new("RGB", (40, 30), (9, 8, 7))]:  # and one grown
+        for spec in (fast, exact):
+            out, resized = spec.prepare(image)
+            by_array, array = spec.prepare_pixels(np.asarray(image))
+            assert np.array_equal(by_array, out) and np.array_equal(array, np.asarray(resized))
+            assert np.array_equal(spec(image), out)
+
+    image = _photos()[0]
+    path = tmp_path / "photo.png"
+    image.save(path)
+    got = pipeline.process(pipeline.Task(0, str(path)), fast, DecodeLimits())
+    assert got.status == "ok" and got.prepared is not None
+    out, resized = fast.prepare(image)
+    assert np.array_equal(got.prepared, out)
+    assert got.pixel_hash == pixel_hash(image)
+    assert got.phash == phash_int(resized)

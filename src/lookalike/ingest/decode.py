@@ -350,25 +350,33 @@ DEFAULT_PIXEL_HASH = "xxh3-128"
 LEGACY_PIXEL_HASH = "sha1-16"
 
 
-def pixel_hash(image: Image.Image, kind: str = DEFAULT_PIXEL_HASH) -> bytes:
+def pixel_hash(image: Image.Image | np.ndarray, kind: str = DEFAULT_PIXEL_HASH) -> bytes:
     """16-byte digest of an image's RGB pixels and size.
 
     Two images get the same digest exactly when they have the same size and the same RGB
     values, whatever file format they came from. The digest is ``kind`` (see
     ``PIXEL_HASH_KINDS``) over a small size header and the packed RGB bytes: XXH3-128 (a
     fast non-cryptographic hash) or, for collections made before it, SHA-1 truncated to
-    16 bytes. It identifies content; it is not a security measure.
+    16 bytes. It identifies content; it is not a security measure. ``image`` may also be
+    the pixels as an (H, W, 3) uint8 array (``np.asarray`` of an RGB image): same digest.
     """
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    width, height = image.size
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InvalidInput(f"expected (H, W, 3) uint8 pixels, got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        pixels: bytes | memoryview = np.ascontiguousarray(image).data
+    else:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        width, height = image.size
+        pixels = image.tobytes()
     header = struct.pack("<4sII", b"RGB8", width, height)
     if kind == "xxh3-128":
         fast = xxhash.xxh3_128(header)
-        fast.update(image.tobytes())
+        fast.update(pixels)
         return fast.digest()
     if kind == "sha1-16":
         digest = hashlib.sha1(header, usedforsecurity=False)
-        digest.update(image.tobytes())
+        digest.update(pixels)
         return digest.digest()[:16]
     raise InvalidInput(f"unknown pixel hash kind {kind!r} (known: {', '.join(PIXEL_HASH_KINDS)})")

@@ -143,7 +143,11 @@ def process(
     try:
         decoded = decode_image(data, limits, draft=draft)
         image = decoded.image
-        result.pixel_hash = None if decoded.drafted else pixel_hash(image, pixel_hash_kind)
+        # A preparer that takes arrays gets the pixels copied out of PIL once, for the
+        # pixel hash as well (the copy costs about as much as the fast resize itself).
+        pixels = np.asarray(image) if getattr(preparer, "takes_pixels", False) else None
+        hashed = image if pixels is None else pixels
+        result.pixel_hash = None if decoded.drafted else pixel_hash(hashed, pixel_hash_kind)
         result.width, result.height = decoded.source_width, decoded.source_height
         if isinstance(preparer, PhashPreparer):  # the same hash: don't compute it twice
             result.phash = phash_int(image)
@@ -151,7 +155,7 @@ def process(
                 result.phash.to_bytes(8, "big", signed=True), dtype=np.uint8
             ).copy()
         else:
-            result.prepared, reduced = _prepare(preparer, image)
+            result.prepared, reduced = _prepare(preparer, image, pixels)
             result.phash = phash_int(reduced)
     except ImageRejected as exc:
         result.status, result.reason, result.detail = "skipped", exc.reason, exc.detail
@@ -185,16 +189,26 @@ def _read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes
 PHASH_FROM_RESIZED_MIN_SIDE = 64
 
 
-def _prepare(preparer: Preparer, image: Image.Image) -> tuple[np.ndarray, Image.Image]:
-    """The model input, and the image to take the phash from."""
-    prepare = getattr(preparer, "prepare", None)
-    if prepare is None:
-        return preparer(image), image
-    prepared, resized = prepare(image)
-    reduced = resized.width <= image.width and resized.height <= image.height
-    if reduced and min(resized.size) >= PHASH_FROM_RESIZED_MIN_SIDE:
-        return prepared, resized
-    return prepared, image
+def _prepare(
+    preparer: Preparer, image: Image.Image, pixels: np.ndarray | None = None
+) -> tuple[np.ndarray, Image.Image]:
+    """The model input, and the image to take the phash from. ``pixels``: the image's
+    pixels, for a preparer that ``takes_pixels`` (``ImageProcessorSpec.prepare_pixels``)."""
+    if pixels is not None:
+        prepared, array = preparer.prepare_pixels(pixels)  # type: ignore[attr-defined]
+        height, width = array.shape[:2]
+    else:
+        prepare = getattr(preparer, "prepare", None)
+        if prepare is None:
+            return preparer(image), image
+        prepared, resized = prepare(image)
+        width, height = resized.size
+    reduced = width <= image.width and height <= image.height
+    if not reduced or min(width, height) < PHASH_FROM_RESIZED_MIN_SIDE:
+        return prepared, image
+    if pixels is not None:
+        return prepared, image if array is pixels else Image.fromarray(array)
+    return prepared, resized
 
 
 def index_draft(preparer: Preparer, binary: bool) -> tuple[int, int] | None:

@@ -224,25 +224,20 @@ class ImageProcessorSpec:
             from ..ingest.decode import to_rgb
 
             image = to_rgb(image)
+        if self.takes_pixels:
+            out, pixels = self.prepare_pixels(np.asarray(image))
+            same = pixels.shape[:2] == (image.height, image.width)
+            return out, image if same else Image.fromarray(pixels)
         if self.grayscale or self.clahe is not None:
             image = _enhance(image, self.grayscale, self.clahe)
         size = self.resize_size(image.width, image.height)
         if size is not None and size != image.size:
-            if self.fast_resize:
-                image = _fast_resize(image, size)
-            else:
-                image = image.resize(size, resample=Image.Resampling(self.resample))
+            image = image.resize(size, resample=Image.Resampling(self.resample))
         resized = image
-
-        crops: list[tuple[int, int]] = []
-        if self.resize == "crop_pct":
-            crops.append((self.shortest_edge, self.shortest_edge))
-        if self.crop_size is not None:
-            crops.append(self.crop_size)
 
         # Crops that stay inside the image are done by PIL before the pixels are copied out
         # (same integer offsets as transformers); ones that need padding go through numpy.
-        pending = list(crops)
+        pending = self._crops()
         while pending:
             ch, cw = pending[0]
             top, left = (image.height - ch) // 2, (image.width - cw) // 2
@@ -255,14 +250,49 @@ class ImageProcessorSpec:
         pixels = np.asarray(image)
         for ch, cw in pending:
             pixels = _center_crop_padded(pixels, ch, cw)
+        return self._normalise(pixels), resized
 
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether :meth:`prepare_pixels` applies: ``fast_resize`` without the PIL-only
+        enhancement steps. The indexer then copies a photo's pixels out of PIL once, for
+        both the pixel hash and the model input."""
+        return self.fast_resize and not self.grayscale and self.clahe is None
+
+    def prepare_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`prepare` for an (H, W, 3) uint8 RGB array: the model input, and the
+        resized array (``pixels`` itself when nothing is resized). Equal to :meth:`prepare`
+        on the same pixels; when :attr:`takes_pixels`, without a round trip through PIL."""
+        if not self.takes_pixels:
+            out, image = self.prepare(Image.fromarray(pixels))
+            return out, np.asarray(image)
+        height, width = pixels.shape[:2]
+        size = self.resize_size(width, height)
+        if size is not None and size != (width, height):
+            pixels = _fast_resize(pixels, size)
+        resized = pixels
+        for ch, cw in self._crops():
+            pixels = _center_crop_padded(pixels, ch, cw)
+        return self._normalise(pixels), resized
+
+    def _crops(self) -> list[tuple[int, int]]:
+        """The centre crops after the resize, in order: (height, width) each."""
+        crops: list[tuple[int, int]] = []
+        if self.resize == "crop_pct":
+            crops.append((self.shortest_edge, self.shortest_edge))
+        if self.crop_size is not None:
+            crops.append(self.crop_size)
+        return crops
+
+    def _normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """Rescale and normalise (H, W, 3) uint8 pixels into the (3, H, W) float32 input."""
         lut = _lookup_table(
             self.rescale_factor, self.image_mean, self.image_std, self.rescale_offset, self.top_std
         )
         out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
         for c in range(3):
             np.take(lut[c], pixels[:, :, c], out=out[c], mode="clip")
-        return out, resized
+        return out
 
 
 # -- helpers reproducing transformers' arithmetic -------------------------------------
@@ -362,17 +392,18 @@ def _enhance(image: Image.Image, grayscale: bool, clahe: tuple[float, int] | Non
     return Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
 
 
-def _fast_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """``fast_resize``: OpenCV's bilinear resize (area averaging when shrinking 2x or more),
-    several times faster than Pillow's filter, which the reference processors use and which
-    widens its kernel with the scale. Pixels differ from the reference by one or two grey
-    levels on average (docs/preprocessing.md has the measured retrieval effect)."""
+def _fast_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``fast_resize``: OpenCV's bilinear resize (area averaging when shrinking 2x or more)
+    of (H, W, 3) pixels to ``size`` (width, height), several times faster than Pillow's
+    filter, which the reference processors use and which widens its kernel with the scale.
+    Pixels differ from the reference by one or two grey levels on average
+    (docs/preprocessing.md has the measured retrieval effect)."""
     try:
         import cv2
     except ImportError:
         raise ModelUnavailable(
             "fast resizing needs OpenCV: pip install 'lookalike[fast]'"
         ) from None
-    shrink = max(image.width / size[0], image.height / size[1])
+    shrink = max(pixels.shape[1] / size[0], pixels.shape[0] / size[1])
     method = cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
-    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=method))
+    return np.asarray(cv2.resize(pixels, size, interpolation=method))
