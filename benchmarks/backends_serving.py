@@ -4,7 +4,7 @@ C clients (threads, one keep-alive connection each) for T seconds, after a 2 s w
 the same load: the embedded folder; then the folder published to the Milvus server and
 Redis, once per index in ``SERVED``, served by one replica and by two sharing Milvus and
 Redis (clients alternate between them). Besides throughput and latency, each row gives
-the CPU milliseconds per request of the server processes, Milvus and Redis.
+the CPU milliseconds per request of the server processes, Milvus, Redis and the clients.
 """
 
 from __future__ import annotations
