@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from load import cpu_seconds, free_port, pct
+from load import cpu_seconds, free_port, pct, run_clients
 
 from lookalike import Collection
 from lookalike.distributed.config import RemoteSpec
@@ -110,15 +110,7 @@ def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> tupl
                     first_error.append(f"after {time.perf_counter() - t0:.1f} s, {why}")
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    stop.wait(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_clients(client, clients, seconds, stop)
     return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
             f" {errors[0]:>7}" + "".join(f"\n    first error {e}" for e in first_error),
             len(lat))  # fmt: skip

@@ -219,6 +219,14 @@ def run_phase(
         finally:
             c.close()
 
+    return rec, run_clients(client, clients, seconds, stop)
+
+
+def run_clients(
+    client: Callable[[int], None], clients: int, seconds: float, stop: threading.Event
+) -> float:
+    """Run ``client(n)`` in ``clients`` threads; after ``seconds`` (or once a client sets
+    ``stop``) set ``stop`` and wait for them. Returns the seconds they ran."""
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     start = time.perf_counter()
     for t in threads:
@@ -227,7 +235,7 @@ def run_phase(
     stop.set()
     for t in threads:
         t.join()
-    return rec, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def report(title: str, rec: Recorder, elapsed: float, cpu: float) -> None:
