@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,6 +123,40 @@ def test_upsert_replaces_a_row_and_keeps_the_count(lite: str) -> None:
     store.upsert(["dup", "dup"], unit(2, 32, 5), ["first", "second"], [{}, {}])
     assert [h[0] for h in store.search(unit(1, 32, 6), 5, 'label == "second"')[0]] == ["dup"]
     assert store.count() == 21
+
+
+class WriteLog:
+    """Records the rows pymilvus' client inserts and upserts (the calls still go through)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pymilvus import MilvusClient
+
+        self.inserted: list[str] = []
+        self.upserted: list[str] = []
+        for name, log in (("insert", self.inserted), ("upsert", self.upserted)):
+            real = getattr(MilvusClient, name)
+
+            def record(client: Any, collection: str, rows: Any, *a: Any, _real: Any = real,
+                       _log: list[str] = log, **kw: Any) -> Any:  # fmt: skip
+                _log.extend(row["id"] for row in rows)
+                return _real(client, collection, rows, *a, **kw)
+
+            monkeypatch.setattr(MilvusClient, name, record)
+
+
+def test_new_ids_are_inserted_and_only_stored_ids_upserted(
+    lite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Milvus upsert deletes before it inserts, and a bulk load's deletes make Milvus
+    # compact every segment and build its index again; new ids need no delete
+    store, writes = opened(lite), WriteLog(monkeypatch)
+    store.upsert(ids_of(20), unit(20, 32, 3), [None] * 20, [{}] * 20)
+    assert (len(writes.inserted), writes.upserted) == (20, [])
+    mixed = ids_of(25)[15:]  # 5 stored, 5 new
+    store.upsert(mixed, unit(10, 32, 4), ["b"] * 10, [{}] * 10)
+    assert writes.upserted == mixed[:5] and writes.inserted[20:] == mixed[5:]
+    assert store.count() == 25  # every id once
+    assert sorted(store.vectors_of(mixed)) == sorted(mixed)
 
 
 def test_delete_removes_rows_and_ignores_unknown_ids(lite: str) -> None:
@@ -382,6 +417,22 @@ def test_server_rows_are_seen_at_once_by_another_replica(
     assert two.search(x[:1], 1) == [[("it's", pytest.approx(1.0, abs=1e-5))]]
     two.delete(["it's"])
     assert one.count() == 2
+
+
+def test_server_rows_another_writer_stored_are_replaced_not_stored_twice(
+    server_store: Callable[..., MilvusVectors], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a run killed after its write, before it recorded it: the re-run's store finds the rows
+    one, two = server_store("rewrite", dim=8), server_store("rewrite", dim=8)
+    one.upsert(ids_of(50), unit(50, 8, 25), [None] * 50, [{}] * 50)
+    writes = WriteLog(monkeypatch)
+    again = unit(60, 8, 26)
+    two.upsert(ids_of(60), again, ["again"] * 60, [{}] * 60)
+    assert (len(writes.upserted), len(writes.inserted)) == (50, 10)
+    assert one.count() == 60
+    hits = one.search(again[:1], 60, 'label == "again"')[0]
+    assert len(hits) == len({h[0] for h in hits}) == 60
+    assert hits[0] == ("item-0", pytest.approx(1.0, abs=1e-5))
 
 
 def test_server_restart_calls_fail_fast_then_the_same_store_works_again(

@@ -28,6 +28,7 @@ from lookalike.store import milvus_wire as wire
 from lookalike.store.coalesce import Coalescer
 from lookalike.store.milvus_client import Fence, new_client
 from lookalike.store.milvus_index import (
+    EXPR_IDS,
     MAX_K,
     IndexPlan,
     adopt_index,
@@ -46,8 +47,8 @@ from lookalike.store.milvus_index import (
     split_credentials,
     unavailable_detail,
 )
+from lookalike.store.milvus_write import write_rows
 
-EXPR_IDS = 1000  # ids per "id in [...]"
 Ranked = list[tuple[str, float]]  # (id, score) best first
 
 
@@ -247,7 +248,7 @@ class MilvusVectors:
         labels: Sequence[str | None],
         metas: Sequence[dict[str, Any]],
     ) -> None:
-        """Insert or replace rows (a later duplicate id in the same call wins)."""
+        """Insert new ids, replace stored ones (milvus_write); a later duplicate id wins."""
         ids = check_ids(ids, self.lite)
         array = as_vectors(vectors, "vectors", binary=self.binary, dim=self.dim)
         if not len(ids) == len(array) == len(labels) == len(metas):
@@ -257,7 +258,7 @@ class MilvusVectors:
             )
         for batch in row_batches(ids, array, labels, metas, binary=self.binary):
             with self._call("upsert") as client:
-                client.upsert(self.collection, batch, timeout=self._call_timeout)
+                write_rows(client, self.collection, batch, self._call_timeout)
                 self._wrote()
 
     def delete(self, ids: Sequence[str]) -> None:

@@ -33,6 +33,7 @@ KIND_KNOBS |= {"hnsw": ("M", "efConstruction", "ef"), "auto": ()}
 BUILD_KNOBS = ("nlist", "M", "efConstruction")
 MAX_K = 16384  # Milvus' top-k limit
 QUERY_BATCH = 256  # query vectors per search request
+EXPR_IDS = 1000  # ids per "id in [...]"
 MAX_ID = 1024  # bytes, the VARCHAR max_length of id and label
 BATCH_ROWS = 2000  # rows per upsert request
 BATCH_BYTES = 16 << 20  # about this many bytes per upsert request (gRPC takes 64 MiB)
