@@ -18,8 +18,10 @@ and once as HNSW (``--index auto`` on Milvus), each served by one stateless repl
 two replicas sharing Milvus and Redis (clients alternate between them). Throughput and p99,
 each after a 2 s warm-up of the same load.
 
-Milvus compacts and re-indexes segments for a while after a bulk load: every Milvus
-measurement starts once the server's process has been quiet (under 0.15 cores) for 6 s.
+Within minutes of a bulk load, Milvus merges small segments and indexes the merged ones, by
+itself. Before serving, the benchmark asks for that compaction at once and waits for it and
+for the index; every Milvus measurement then starts once the server's process has been
+quiet (under 0.15 cores) for 6 s, so that serving is measured in the steady state.
 
 Everything runs on 127.0.0.1: redis-server (Debian's) and the Milvus server (PyPI
 ``milvus==2.3.5``) are started here and stopped at the end.

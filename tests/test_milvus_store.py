@@ -435,6 +435,28 @@ def test_server_rows_another_writer_stored_are_replaced_not_stored_twice(
     assert hits[0] == ("item-0", pytest.approx(1.0, abs=1e-5))
 
 
+def test_server_compaction_merges_small_segments_and_waits_for_their_index(
+    server_store: Callable[..., MilvusVectors],
+) -> None:
+    store = server_store("compact", dim=16)
+    for part in range(3):  # three sealed segments of 1,200 rows (indexed from 1,024 rows)
+        store.upsert(ids_of(1200, f"p{part}"), unit(1200, 16, 30 + part), [None] * 1200,
+                     [{}] * 1200)  # fmt: skip
+        store.flush()
+
+    def segments() -> list[int]:
+        with store._call("list segments") as client:
+            found = client._get_connection().get_query_segment_info(store.collection)
+        return sorted(segment.num_rows for segment in found)
+
+    store.wait_indexed(120, reload=True)
+    assert segments() == [1200, 1200, 1200]
+    store.wait_indexed(300, reload=True, compact=True)
+    assert segments() == [3600]
+    assert store.index_progress() == (3600, 3600, 0)
+    assert store.count() == 3600
+
+
 def test_server_restart_calls_fail_fast_then_the_same_store_works_again(
     milvus_server,  # noqa: F811
     server_store: Callable[..., MilvusVectors],

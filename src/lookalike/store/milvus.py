@@ -26,7 +26,7 @@ from lookalike.errors import (
 )
 from lookalike.store import milvus_wire as wire
 from lookalike.store.coalesce import Coalescer
-from lookalike.store.milvus_client import Fence, new_client
+from lookalike.store.milvus_client import Fence, new_client, read_options, record_write
 from lookalike.store.milvus_index import (
     EXPR_IDS,
     MAX_K,
@@ -96,10 +96,8 @@ class MilvusVectors:
         self.plan: IndexPlan = plan_index(index, params, binary=self.binary, lite=self.lite)
 
     def __repr__(self) -> str:
-        return (
-            f"MilvusVectors({self.display_uri!r}, {self.collection!r}, dim={self.dim}, "
-            f"binary={self.binary}, index={self.plan.kind!r})"
-        )
+        where, kind = f"{self.display_uri!r}, {self.collection!r}", self.plan.kind
+        return f"MilvusVectors({where}, dim={self.dim}, binary={self.binary}, index={kind!r})"
 
     @property
     def lite(self) -> bool:
@@ -259,7 +257,7 @@ class MilvusVectors:
         for batch in row_batches(ids, array, labels, metas, binary=self.binary):
             with self._call("upsert") as client:
                 write_rows(client, self.collection, batch, self._call_timeout)
-                self._wrote()
+                record_write(self.fence, self.lite, self.collection)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete rows by id (unknown ids are ignored)."""
@@ -267,24 +265,7 @@ class MilvusVectors:
         with self._call("delete") as client:
             for chunk in chunks(ids, EXPR_IDS):
                 client.delete(self.collection, filter=id_expr(chunk), timeout=self._call_timeout)
-                self._wrote()
-
-    def _wrote(self) -> None:
-        """Publish the last write's timestamp to the fence (call under the client lock)."""
-        if self.fence is not None and not self.lite:
-            from pymilvus.client import ts_utils
-
-            ts = ts_utils.get_collection_ts(self.collection)
-            if ts:
-                self.fence.advance(int(ts))
-
-    def _consistency(self) -> dict[str, Any]:
-        """Read options: with a fence, see every write it recorded (and not wait for more,
-        as Strong consistency does: up to a time tick, ~200 ms per search); without, the
-        collection's Strong consistency."""
-        if self.fence is None or self.lite:
-            return {}
-        return {"consistency_level": "Customized", "guarantee_timestamp": max(1, self.fence.read())}
+                record_write(self.fence, self.lite, self.collection)
 
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``ids`` that exist: float32 rows, or packed uint8 codes."""
@@ -302,7 +283,7 @@ class MilvusVectors:
                     id_expr(chunk),
                     binary=self.binary,
                     timeout=self._call_timeout,
-                    consistency=self._consistency(),
+                    consistency=read_options(self.fence, self.lite),
                 )
         return [out.get(i) for i in ids]
 
@@ -331,7 +312,7 @@ class MilvusVectors:
                     answers = wire.search(
                         client, self.collection, chunk, limit, expr or "", params,
                         with_vectors=rerank, binary=self.binary, timeout=self._call_timeout,
-                        consistency=self._consistency(),
+                        consistency=read_options(self.fence, self.lite),
                     )  # fmt: skip
                 except Exception as exc:
                     if expr and is_expr_error(exc):
@@ -364,10 +345,15 @@ class MilvusVectors:
             "deployment": "lite" if self.lite else "server",
         }
 
-    def flush(self) -> None:
-        """Seal the growing segments (the server then builds their index)."""
+    def flush(self, *, compact: bool = False) -> None:
+        """Seal the growing segments (the server then builds their index); ``compact`` also
+        merges small segments at once (a server does by itself within minutes), and waits."""
         with self._call("flush") as client:
-            client._get_connection().flush([self.collection], timeout=self._call_timeout)
+            grpc = client._get_connection()
+            grpc.flush([self.collection], timeout=self._call_timeout)
+            if compact and not self.lite:
+                job = grpc.compact(self.collection, timeout=self._call_timeout)
+                grpc.wait_for_compaction_completed(job, timeout=1800)
 
     def index_progress(self) -> tuple[int, int, int]:
         """(indexed rows, total rows, pending rows) of the vector index (Lite: zeros)."""
@@ -376,12 +362,14 @@ class MilvusVectors:
         indexed, total = int(desc.get("indexed_rows", 0)), int(desc.get("total_rows", 0))
         return indexed, total, int(desc.get("pending_index_rows", 0))
 
-    def wait_indexed(self, timeout: float = 300.0, *, reload: bool = False) -> None:
-        """Flush, then wait until the index covers every row (benchmarks). A server keeps
-        scanning the flushed rows exactly too until it hands them over (a minute or so);
-        ``reload`` releases and loads the collection so that searches use only the index
-        at once (it is unavailable meanwhile: not for a live collection)."""
-        self.flush()
+    def wait_indexed(
+        self, timeout: float = 300.0, *, reload: bool = False, compact: bool = False
+    ) -> None:
+        """Flush (``compact``: see flush), then wait until the index covers every row
+        (benchmarks). A server scans flushed rows exactly too until it hands them over (a
+        minute or so); ``reload`` releases and loads the collection so that searches use only
+        the index at once (it is unavailable meanwhile: not for a live collection)."""
+        self.flush(compact=compact)
         deadline = time.monotonic() + timeout
         while True:
             indexed, total, pending = self.index_progress()

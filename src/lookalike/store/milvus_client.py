@@ -53,3 +53,22 @@ def new_client(uri: str, timeout: float, auth: dict[str, Any], *, lite: bool) ->
         Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
     with _lite_stderr_quiet(lite):
         return MilvusClient(uri=uri, timeout=timeout, **auth)
+
+
+def record_write(fence: Fence | None, lite: bool, collection: str) -> None:
+    """Publish the last write's timestamp to the fence (call under the client's lock)."""
+    if fence is not None and not lite:
+        from pymilvus.client import ts_utils
+
+        ts = ts_utils.get_collection_ts(collection)
+        if ts:
+            fence.advance(int(ts))
+
+
+def read_options(fence: Fence | None, lite: bool) -> dict[str, Any]:
+    """Read options: with a fence, see every write it recorded (and not wait for more, as
+    Strong consistency does: up to a time tick, ~200 ms per search); without, the
+    collection's Strong consistency."""
+    if fence is None or lite:
+        return {}
+    return {"consistency_level": "Customized", "guarantee_timestamp": max(1, fence.read())}
