@@ -2,15 +2,17 @@
 
 A Milvus upsert is a delete plus an insert, whether or not the id was stored. A bulk load of
 N new rows by upsert leaves N delete records behind. Milvus then compacts every segment that
-carries them, minutes after the load, and builds its index again. Until that is done,
-searches share the server's CPU with the rebuild: on 20k x 512 with HNSW, Milvus spent
-9-11 ms of CPU per ``/similar`` against 5.8 ms once the rows were inserted.
+carries them, minutes after the load, and builds its index again. Searches meanwhile
+share the server's CPU with the rebuild: on 20k x 512 with HNSW, 16 threads calling
+``similar`` got 178-210 answers/s while Milvus used 1.3 cores, and 221/s with 0.84 cores
+once the rows were inserted. Publishing 200k x 512 took 438 s instead of 745 s.
 
 Whether an id is stored is asked with Strong consistency, which sees every write Milvus
 acknowledged, also one made by a run killed before it recorded it anywhere. So a re-run
-after a crash upserts what the killed run wrote, and no id is stored twice. Two writers
-racing on one new id could both insert it; Milvus' search merges hits by primary key, and
-the id's next upsert or delete replaces or removes every copy.
+after a crash upserts what the killed run wrote, and no id is stored twice. The question
+costs a write batch up to one Milvus time tick (200 ms). Two writers racing on one new id
+could both insert it: Milvus' searches and queries skip duplicate primary keys, and the
+id's next upsert or delete replaces or removes every copy.
 """
 
 from __future__ import annotations
