@@ -364,3 +364,22 @@ def test_without_redis_py_the_extra_is_named(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(MissingDependency, match=r"pip install 'lookalike\[redis\]'"):
         RedisMetadata("redis://127.0.0.1:1/0")
+
+
+def test_a_kept_vector_is_raw_bytes_read_only_when_asked_for(meta: RedisMetadata) -> None:
+    raw = bytes(range(256)) * 8  # not UTF-8: records are still read as text around it
+    meta.put([item("a"), item("b")], [raw, None])
+    assert meta.vector("a") == (True, raw)
+    assert meta.vector("b") == (True, None)  # ready, nothing kept
+    assert meta.vector("nobody") == (False, None)
+    assert meta.get(["a"])[0] == item("a") and [i.id for i in meta.page(None, 10)] == ["a", "b"]
+    meta.put([item("a", label="hat")])  # rewritten without one: the old vector is not kept
+    assert meta.vector("a") == (True, None)
+    assert meta.claim(["c"], "tok") is None
+    assert meta.vector("c") == (False, None)  # claimed, not ready
+    meta.commit("tok", [item("c")], [b"\x00\xff" * 4])
+    assert meta.vector("c") == (True, b"\x00\xff" * 4)
+    meta.begin_remove(["c"])
+    assert meta.vector("c") == (False, b"\x00\xff" * 4)  # deleting: no item to query by
+    meta.finish_remove(["c"])
+    assert meta.vector("c") == (False, None)

@@ -54,6 +54,11 @@ def check_spec(config: dict[str, Any], spec: RemoteSpec) -> bool:
             f"this collection's Milvus index is {have.index} {have.params or ''}; changing it"
             " needs a new Milvus collection (--milvus-collection NEW in a new folder)"
         )
+    if spec.redis_vectors and not have.redis_vectors:
+        raise InvalidInput(
+            "this collection keeps its vectors in Milvus only; --redis-vectors is chosen when"
+            " the store is first made (index into a new folder and Milvus collection)"
+        )
     return False
 
 
@@ -95,6 +100,8 @@ class Attached:
             return None
         if self._redis is None:
             self._redis = open_redis(self.spec, identity(self.model, self.spec), self.model)
+            if self.spec.redis_vectors:  # the replicas read them (and write them on adds)
+                self._redis.set_info("redis_vectors", True)
         return self._redis
 
     def metadata(self) -> MetadataSource:
@@ -105,7 +112,10 @@ class Attached:
         """Publish what the outbox holds (nothing to do: no connection is made)."""
         if outbox.pending(self.catalog.db) == 0:
             return 0, 0
-        return publish(self.catalog, self.vectors, self.milvus, self.redis, progress)
+        return publish(
+            self.catalog, self.vectors, self.milvus, self.redis, progress,
+            redis_vectors=self.spec.redis_vectors,
+        )  # fmt: skip
 
     def search(
         self,
@@ -171,6 +181,7 @@ class Attached:
 
     def info(self) -> dict[str, Any]:
         out = {"store": self.spec.display, **self.milvus.info()}
+        out["redis_vectors"] = self.spec.redis_vectors
         out["pending_publish"] = outbox.pending(self.catalog.db)
         out["measured"] = self.recall()
         return out

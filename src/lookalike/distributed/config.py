@@ -34,6 +34,7 @@ class RemoteSpec:
     params: dict[str, int] = field(default_factory=dict)
     metadata_uri: str | None = None  # redis://...; None: the local catalog
     namespace: str = "lookalike"
+    redis_vectors: bool = False  # each item's vector kept in Redis too (one Milvus call less)
     _redis_password: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -44,6 +45,7 @@ class RemoteSpec:
         index: str | None = None,
         params: dict[str, int | None] | None = None,
         metadata_uri: str | None = None,
+        redis_vectors: bool = False,
     ) -> RemoteSpec:
         """Checked user input (one-line ``InvalidInput`` for anything wrong)."""
         milvus = parse_milvus_uri(milvus_uri)
@@ -60,12 +62,16 @@ class RemoteSpec:
             )
         chosen = {k: int(v) for k, v in (params or {}).items() if v is not None}
         redis = parse_redis_uri(metadata_uri) if metadata_uri else None
+        if redis_vectors and redis is None:
+            raise InvalidInput("--redis-vectors keeps vectors beside the metadata in Redis:"
+                               " it needs --metadata redis://...")  # fmt: skip
         return cls(
             milvus_uri=milvus.uri,
             collection=name,
             index=kind,
             params=chosen,
             metadata_uri=redis.uri if redis else None,
+            redis_vectors=redis_vectors,
             _redis_password=redis.password if redis else None,
         )
 
@@ -78,6 +84,7 @@ class RemoteSpec:
             "params": dict(self.params),
             "metadata": self.metadata_uri,
             "namespace": self.namespace,
+            "redis_vectors": self.redis_vectors,
         }
 
     @classmethod
@@ -89,6 +96,7 @@ class RemoteSpec:
             params={str(k): int(v) for k, v in (data.get("params") or {}).items()},
             metadata_uri=data.get("metadata"),
             namespace=str(data.get("namespace") or "lookalike"),
+            redis_vectors=bool(data.get("redis_vectors", False)),
         )
 
     def same_place(self, other: RemoteSpec) -> bool:

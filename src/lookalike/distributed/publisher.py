@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..store import outbox
+from ..store.milvus_index import as_vectors
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog, Item
@@ -39,8 +40,11 @@ def publish(
     milvus: MilvusVectors,
     redis: RedisMetadata | None,
     progress: Callable[[int], None] | None = None,
+    *,
+    redis_vectors: bool = False,
 ) -> tuple[int, int]:
-    """Publish the whole outbox; returns (items put, items removed)."""
+    """Publish the whole outbox; returns (items put, items removed). ``redis_vectors``: each
+    record carries its vector's bytes, as Milvus stores them (``--redis-vectors``)."""
     put = removed = 0
     while True:
         ids, upto = outbox.next_batch(catalog.db, BATCH)
@@ -60,7 +64,8 @@ def publish(
                 [it.metadata for it in present],
             )
             if redis is not None:
-                redis.put([_public(it) for it in present])
+                kept = stored_bytes(rows, milvus) if redis_vectors else None
+                redis.put([_public(it) for it in present], kept)
         if gone:
             if redis is not None:
                 redis.begin_remove(gone)
@@ -72,6 +77,12 @@ def publish(
         if progress is not None:
             progress(put + removed)
         log.debug("published %d items, removed %d", len(present), len(gone))
+
+
+def stored_bytes(rows: np.ndarray, milvus: MilvusVectors) -> list[bytes | None]:
+    """Each row's bytes exactly as Milvus stores it (float32, or packed bits)."""
+    array = as_vectors(rows, "vectors", binary=milvus.binary, dim=milvus.dim)
+    return [row.tobytes() for row in array]
 
 
 def _items(catalog: Catalog, ids: list[str]) -> dict[str, Item]:

@@ -27,6 +27,7 @@ from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemExis
 from ..search.hits import Hit
 from .config import RemoteSpec, open_milvus, open_redis
 from .fences import RedisFence
+from .publisher import stored_bytes
 from .search import item_vector, search_hits
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class ServedCollection:
         self._model_args, self._threads = (model, model_path), threads
         probe = _bare_redis(spec)
         ident = probe.identity()
-        record = probe.info().get("model_record")
+        stored = probe.info()
+        record = stored.get("model_record")
         if ident is None or record is None:
             raise CollectionNotFound(
                 f"{spec.display} holds no lookalike collection yet: build one with"
@@ -84,7 +86,9 @@ class ServedCollection:
         self.dim = int(record["dim"])
         self.width = self.dim // 8 if self.binary else self.dim
         self.redis: RedisMetadata = open_redis(spec, ident, record)
-        knobs = {**(probe.info().get("search") or {}), **spec.params}  # the indexer's nprobe/ef
+        knobs = {**(stored.get("search") or {}), **spec.params}  # the indexer's nprobe/ef
+        # vectors kept in Redis too (index --redis-vectors): /similar reads them there
+        self.redis_vectors = bool(stored.get("redis_vectors"))
         self.milvus: MilvusVectors = open_milvus(replace(spec, params=knobs), self.dim, self.binary)
         self.milvus.fence = RedisFence(self.redis)
         self._embedder: Embedder | None = None
@@ -153,14 +157,28 @@ class ServedCollection:
         where: Where | None = None,
     ) -> list[Hit]:
         """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready:
-        checked with the hits' records, one Redis round trip instead of two)."""
-        vec = item_vector(self.milvus, item_id)
+        checked with its vector when Redis keeps it, else with the hits' records)."""
+        if self.redis_vectors:
+            vec, require = self.item_vector(item_id), None
+        else:
+            vec, require = item_vector(self.milvus, item_id), item_id
         return self.search_vector(
-            vec, k, threshold=threshold, where=where, exclude=[item_id], require=item_id
+            vec, k, threshold=threshold, where=where, exclude=[item_id], require=require
         )
 
     def item_vector(self, item_id: str) -> np.ndarray:
-        self.get(item_id)  # a ready item, else ItemNotFound
+        """A ready item's stored vector as a 1-row query (else ItemNotFound): from Redis
+        when it keeps it (one round trip, no Milvus call), else from Milvus."""
+        if self.redis_vectors:
+            ready, raw = self.redis.vector(item_id)
+            if not ready:
+                raise ItemNotFound(f"no item with id {item_id!r}")
+            dtype = np.uint8 if self.binary else np.float32
+            if raw is not None and len(raw) == self.width * np.dtype(dtype).itemsize:
+                return np.frombuffer(raw, dtype=dtype).reshape(1, self.width)
+            # published before the vectors were kept, or by an older lookalike: Milvus has it
+        else:
+            self.get(item_id)  # a ready item, else ItemNotFound
         return item_vector(self.milvus, item_id)
 
     def info(self) -> dict[str, Any]:
@@ -214,7 +232,8 @@ class ServedCollection:
                 )  # fmt: skip
                 for it in items
             ]
-            self.redis.commit(token, records)
+            kept = stored_bytes(vectors, self.milvus) if self.redis_vectors else None
+            self.redis.commit(token, records, kept)
         except BaseException:
             with contextlib.suppress(Exception):  # else the lease expires by itself
                 self.redis.release(token, ids)

@@ -2,9 +2,10 @@
 
 Key layout (namespace ``NS``, default ``lookalike``): ``NS:meta`` (``format``, ``identity``
 JSON, ``info:KEY`` JSON fields), ``NS:item:{id}`` hashes (``state`` pending|ready|deleting,
-``token``, ``deadline``, the item's fields), ``NS:ids`` (sorted set of the ready ids, all
-scores 0, so lexicographic) and ``NS:labels`` (label -> number of ready items). Every change
-that touches several keys is one Lua script (:mod:`.redis_scripts`), so it is atomic.
+``token``, ``deadline``, the item's fields, perhaps its vector: :mod:`.redis_records`),
+``NS:ids`` (sorted set of the ready ids, all scores 0, so lexicographic) and ``NS:labels``
+(label -> number of ready items). Every change that touches several keys is one Lua script
+(:mod:`.redis_scripts`), so it is atomic.
 
 Optional fields are stored as "" for None. Labels are never "" in lookalike: an empty label
 reads back as None (no label). Metadata is stored as JSON and reads back equal.
@@ -28,6 +29,7 @@ from ..errors import (
     MissingDependency,
     ServiceUnavailable,
 )
+from . import redis_records as records
 from . import redis_scripts as scripts
 from .catalog import Item
 from .uris import RedisUri, parse_redis_uri, redis_password
@@ -61,14 +63,6 @@ def _import_redis() -> Any:
     return redis
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _opt_int(value: str | None) -> int | None:
-    return int(value) if value else None
-
-
 class RedisMetadata:
     """The item records of one collection in one Redis namespace."""
 
@@ -97,13 +91,11 @@ class RedisMetadata:
         self._unavailable = tuple(
             getattr(redis.exceptions, n) for n in names if hasattr(redis.exceptions, n)
         )
-        self._client = redis.Redis.from_url(
-            self.address.uri,
+        self._connect_args: dict[str, Any] = dict(
             username=self.address.username,
             password=password or redis_password(self.address),
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
-            decode_responses=True,
             # one immediate retry on a broken connection (a restarted server): never a sleep,
             # and never a retry after a timeout (the caller waited long enough)
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
@@ -111,6 +103,10 @@ class RedisMetadata:
             retry_on_timeout=False,
             health_check_interval=0,
         )
+        self._client = redis.Redis.from_url(
+            self.address.uri, decode_responses=True, **self._connect_args
+        )
+        self._bytes_client: Any = None  # replies as bytes (vectors), made on first use
         self._k_meta = f"{namespace}:meta"
         self._k_ids = f"{namespace}:ids"
         self._k_labels = f"{namespace}:labels"
@@ -129,6 +125,8 @@ class RedisMetadata:
 
     def close(self) -> None:
         self._client.close()
+        if self._bytes_client is not None:
+            self._bytes_client.close()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -221,15 +219,17 @@ class RedisMetadata:
             position = int(self._claim(keys=keys, args=[token, repr(float(lease_s))]))
         return ids[position - 1] if position else None
 
-    def commit(self, token: str, items: Sequence[Item]) -> None:
+    def commit(
+        self, token: str, items: Sequence[Item], vectors: Sequence[bytes | None] | None = None
+    ) -> None:
         """Make the items still pending under ``token`` ready; raise ClaimLost naming the others
-        (which are left as they are)."""
+        (which are left as they are). ``vectors``: each item's vector bytes, kept with it."""
         _check_token(token)
         if not items:
             return
-        args: list[str] = [token]
-        for item in items:
-            args += _fields(item)
+        args: list[str | bytes] = [token]
+        for item, vector in zip(items, vectors or [None] * len(items), strict=True):
+            args += records.fields(item, vector)
         keys = [self._k_ids, self._k_labels] + [self._item_key(i.id) for i in items]
         with self._guard():
             lost = self._commit(keys=keys, args=args)
@@ -242,13 +242,14 @@ class RedisMetadata:
             with self._guard():
                 self._release(keys=[self._item_key(i) for i in ids], args=[token])
 
-    def put(self, items: Sequence[Item]) -> None:
-        """Write the items as ready whatever their state (the owner's upsert), atomically."""
+    def put(self, items: Sequence[Item], vectors: Sequence[bytes | None] | None = None) -> None:
+        """Write the items as ready whatever their state (the owner's upsert), atomically;
+        ``vectors``: each item's vector bytes, kept with it (else any kept one is cleared)."""
         if not items:
             return
-        args: list[str] = []
-        for item in items:
-            args += _fields(item)
+        args: list[str | bytes] = []
+        for item, vector in zip(items, vectors or [None] * len(items), strict=True):
+            args += records.fields(item, vector)
         keys = [self._k_ids, self._k_labels] + [self._item_key(i.id) for i in items]
         with self._guard():
             self._put(keys=keys, args=args)
@@ -293,9 +294,20 @@ class RedisMetadata:
         with self._guard():
             pipe = self._client.pipeline(transaction=False)
             for item_id in ids:
-                pipe.hgetall(self._item_key(item_id))
+                pipe.hmget(self._item_key(item_id), records.READ_FIELDS)
             rows = pipe.execute()
-        return [_item(i, row) for i, row in zip(ids, rows, strict=True)]
+        return [records.read_item(i, row) for i, row in zip(ids, rows, strict=True)]
+
+    def vector(self, item_id: str) -> tuple[bool, bytes | None]:
+        """(whether the item is ready, its kept vector bytes or None: none kept)."""
+        if self._bytes_client is None:
+            redis = _import_redis()
+            self._bytes_client = redis.Redis.from_url(
+                self.address.uri, decode_responses=False, **self._connect_args
+            )
+        with self._guard():
+            state, raw = self._bytes_client.hmget(self._item_key(item_id), ["state", "vector"])
+        return state == b"ready", raw or None
 
     def high_water(self, name: str) -> int:
         """A value that only grows (``raise_high_water``), 0 before the first."""
@@ -364,42 +376,6 @@ class RedisMetadata:
 def _check_token(token: str) -> None:
     if not token:
         raise InvalidInput("a claim token must be a non-empty string")
-
-
-def _fields(item: Item) -> list[str]:
-    """The id and the ITEM_FIELDS values of an item, as the scripts take them."""
-    metadata = json.dumps(item.metadata or {}, ensure_ascii=False, allow_nan=False)
-    values = {
-        "path": _text(item.path),
-        "url": _text(item.url),
-        "label": _text(item.label),
-        "metadata": metadata,
-        "source": _text(item.source),
-        "size": _text(item.size),
-        "width": _text(item.width),
-        "height": _text(item.height),
-        "added_at": repr(float(item.added_at or 0.0)),
-    }
-    return [item.id] + [values[name] for name in scripts.ITEM_FIELDS]
-
-
-def _item(item_id: str, row: dict[str, str]) -> Item | None:
-    if row.get("state") != "ready":
-        return None
-    return Item(
-        id=item_id,
-        slot=-1,
-        source=row.get("source", ""),
-        path=row.get("path") or None,
-        url=row.get("url") or None,
-        label=row.get("label") or None,
-        metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
-        size=_opt_int(row.get("size")),
-        width=_opt_int(row.get("width")),
-        height=_opt_int(row.get("height")),
-        status="ok",
-        added_at=float(row.get("added_at") or 0.0),
-    )
 
 
 def _describe(identity: dict[str, Any], differ: Sequence[str]) -> str:

@@ -29,6 +29,7 @@ ITEM_FIELDS = (
     "width",
     "height",
     "added_at",
+    "vector",  # raw bytes, "" when the collection keeps no vectors in Redis: redis_records
 )
 STRIDE = 1 + len(ITEM_FIELDS)
 
