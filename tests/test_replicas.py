@@ -57,15 +57,17 @@ def _serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError(f"serve did not start: {log.read_text()}")
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["vectors-in-milvus", "redis-vectors"])
 def replicas(
+    request: pytest.FixtureRequest,
     cli: Callable[..., Any],
     photos: Path,
     tmp_path: Path,
     milvus_server: Any,
     redis_server: Any,
 ) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """Photos indexed into the Milvus server + Redis, and two replicas serving them."""
+    """Photos indexed into the Milvus server + Redis, and two replicas serving them; with
+    ``--redis-vectors`` too (the item vectors /similar needs are read from Redis)."""
     model = write_local_model(tmp_path / "model", make_pooling_model(dim=16))
     name = "r" + uuid.uuid4().hex[:12]
     redis_uri = redis_server.uri.rsplit("/", 1)[0] + "/6"
@@ -81,7 +83,7 @@ def replicas(
     r = cli(
         "index", str(photos), "--collection", str(tmp_path / "coll"), "--model-path", str(model),
         "--store", "milvus", "--index", "ivf-sq8", "--nlist", "8", "--nprobe", "8", *flags,
-        timeout=300,
+        *(["--redis-vectors"] if request.param else []), timeout=300,
     )  # fmt: skip
     assert r.code == 0, r.err
     shared = ["--uploads", str(tmp_path / "shared"), *flags]
@@ -106,9 +108,13 @@ def test_two_replicas_share_adds_removals_and_id_claims(
     found = httpx.post(url_b + "/search", files={"file": ("q.jpg", data)}, timeout=30).json()
     assert "new/1" in [h["id"] for h in found["results"][:2]]
     assert httpx.get(url_b + "/items/new/1", timeout=10).status_code == 200
+    similar = httpx.get(url_b + "/items/new/1/similar", params={"k": 2}, timeout=30)
+    assert similar.status_code == 200, similar.text
+    assert similar.json()["results"][0]["id"] == "dress/1000.jpg"  # its photo, added as new/1
     assert httpx.delete(url_b + "/items/new/1", timeout=30).status_code == 200
     for url in (url_a, url_b):
         assert httpx.get(url + "/items/new/1", timeout=10).status_code == 404
+        assert httpx.get(url + "/items/new/1/similar", timeout=10).status_code == 404
         again = httpx.post(url + "/search", files={"file": ("q.jpg", data)}, timeout=30).json()
         assert "new/1" not in [h["id"] for h in again["results"]]
 
