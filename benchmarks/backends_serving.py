@@ -3,8 +3,11 @@
 C clients (threads, one keep-alive connection each) for T seconds, after a 2 s warm-up of
 the same load: the embedded folder; then the folder published to the Milvus server and
 Redis, once per index in ``SERVED``, served by one replica and by two sharing Milvus and
-Redis (clients alternate between them). Besides throughput and latency, each row gives
-the CPU milliseconds per request of the server processes, Milvus, Redis and the clients.
+Redis (clients alternate between them). Each index is published with ``--redis-vectors``
+and served twice: replicas reading each item's vector from Milvus (the default: two Milvus
+calls per ``/similar``, the vector read and the search), and reading it from Redis (one
+Milvus call). Besides throughput and latency, each row gives the CPU milliseconds per
+request of the server processes, Milvus, Redis and the clients.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def load(
     Also printed: the CPU milliseconds per request of each group of processes in ``pids``
     and of the clients (this process)."""
     pids = {**pids, "clients": [os.getpid()]}
+    settle(pids["milvus"][0] if pids.get("milvus") else None)  # no background work measured
     warm(ports, ids, clients, 2.0)
     before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
     row, done = warm(ports, ids, clients, seconds)
@@ -124,6 +128,16 @@ def part_serving(
     print(f"\nserving GET /items/{{id}}/similar?k=10, {a.clients} clients, {a.seconds:g} s each")
     print(f"  {'setup':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
           "   CPU ms per request")  # fmt: skip
+    embedded(folder, tmp, ids, a)
+    for db, (index, params) in enumerate(SERVED):
+        served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
+        shutil.copytree(folder, served)
+        uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
+        serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids)
+    embedded(folder, tmp, ids, a)  # again: the machine's speed drifts over the part's minutes
+
+
+def embedded(folder: Path, tmp: Path, ids: list[str], a: argparse.Namespace) -> None:
     proc, port = serve(["--collection", str(folder)], tmp / "embedded.log")
     try:
         done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
@@ -131,11 +145,6 @@ def part_serving(
     finally:
         proc.terminate()
         proc.wait()
-    for db, (index, params) in enumerate(SERVED):
-        served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
-        shutil.copytree(folder, served)
-        uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
-        serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids)
 
 
 # Published for serving: the replaced pipeline's IVF_SQ8 (nprobe not given: tuned to
@@ -149,34 +158,47 @@ def serve_milvus(
     milvus_uri: str, redis_uri: str, a: argparse.Namespace, pids: dict[str, list[int]],
 ) -> None:  # fmt: skip
     name = "served_" + index.replace("-", "_")
-    spec = RemoteSpec.parse(milvus_uri, name, index, params, redis_uri)
+    spec = RemoteSpec.parse(milvus_uri, name, index, params, redis_uri, redis_vectors=True)
     t0 = time.perf_counter()
     with Collection.open(folder) as coll:
         coll.use_store(spec)
         coll.publish()
-        assert coll.remote is not None
+        assert coll.remote is not None and coll.remote.redis is not None
         # as the embedded server's index was built before serving: the Milvus index too, on
         # the segments Milvus merges small ones into within minutes of a bulk load, by itself
         coll.remote.milvus.wait_indexed(timeout=1800, reload=True, compact=True)
         recall = coll.remote.measure_recall(force=True)
-    published = time.perf_counter() - t0
-    quiet = settle(pids["milvus"][0] if pids["milvus"] else None)
-    print(f"  (published {len(ids)} items to Milvus {index} + Redis, merged and indexed, in"
-          f" {published:.1f} s, quiet after {quiet:.0f} s;"
-          f" recall@10 {recall and recall['recall_at_10']},"
-          f" knobs {recall and recall['search']})")  # fmt: skip
-    flags = ["--milvus-uri", milvus_uri, "--milvus-collection", name, "--metadata", redis_uri,
-             "--uploads", str(tmp / "uploads")]  # fmt: skip
-    first, port1 = serve(flags, tmp / f"{name}-1.log")
+        redis = coll.remote.redis
+        published = time.perf_counter() - t0
+        quiet = settle(pids["milvus"][0] if pids["milvus"] else None)
+        print(f"  (published {len(ids)} items to Milvus {index} + Redis, merged and indexed, in"
+              f" {published:.1f} s, quiet after {quiet:.0f} s;"
+              f" recall@10 {recall and recall['recall_at_10']},"
+              f" knobs {recall and recall['search']})")  # fmt: skip
+        flags = ["--milvus-uri", milvus_uri, "--milvus-collection", name, "--metadata", redis_uri,
+                 "--uploads", str(tmp / "uploads")]  # fmt: skip
+        # replicas read the setting when they start; the two ways alternate, twice, as this
+        # machine's speed drifts over minutes
+        for kept in (False, True, False, True):
+            redis.set_info("redis_vectors", kept)
+            what = f"Milvus {index} + Redis{' vectors' if kept else ''}"
+            replicas(flags, what, ids, tmp / f"{name}-{kept}", a, pids)
+
+
+def replicas(
+    flags: list[str], what: str, ids: list[str], logs: Path, a: argparse.Namespace,
+    pids: dict[str, list[int]],
+) -> None:  # fmt: skip
+    """One replica, then two, serving the load; a row each."""
+    first, port1 = serve(flags, logs.with_suffix(".1.log"))
     try:
-        setup = f"Milvus {index} + Redis, 1 replica"
         done = load([port1], ids, a.clients, a.seconds, {"replicas": [first.pid], **pids})
-        print(f"  {setup:<44} {done}", flush=True)
-        second, port2 = serve(flags, tmp / f"{name}-2.log")
+        print(f"  {what + ', 1 replica':<44} {done}", flush=True)
+        second, port2 = serve(flags, logs.with_suffix(".2.log"))
         try:
-            replicas = {"replicas": [first.pid, second.pid], **pids}
-            both = load([port1, port2], ids, a.clients, a.seconds, replicas)
-            print(f"  {f'Milvus {index} + Redis, 2 replicas':<44} {both}", flush=True)
+            both = load([port1, port2], ids, a.clients, a.seconds,
+                        {"replicas": [first.pid, second.pid], **pids})  # fmt: skip
+            print(f"  {what + ', 2 replicas':<44} {both}", flush=True)
         finally:
             second.terminate()
             second.wait()
