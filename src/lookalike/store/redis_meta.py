@@ -91,7 +91,7 @@ class RedisMetadata:
         self._unavailable = tuple(
             getattr(redis.exceptions, n) for n in names if hasattr(redis.exceptions, n)
         )
-        self._connect_args: dict[str, Any] = dict(
+        connect: dict[str, Any] = dict(
             username=self.address.username,
             password=password or redis_password(self.address),
             socket_connect_timeout=timeout,
@@ -103,10 +103,11 @@ class RedisMetadata:
             retry_on_timeout=False,
             health_check_interval=0,
         )
-        self._client = redis.Redis.from_url(
-            self.address.uri, decode_responses=True, **self._connect_args
+        self._client = redis.Redis.from_url(self.address.uri, decode_responses=True, **connect)
+        # replies as bytes (kept vectors); like the other, it connects on first use
+        self._bytes_client = redis.Redis.from_url(
+            self.address.uri, decode_responses=False, **connect
         )
-        self._bytes_client: Any = None  # replies as bytes (vectors), made on first use
         self._k_meta = f"{namespace}:meta"
         self._k_ids = f"{namespace}:ids"
         self._k_labels = f"{namespace}:labels"
@@ -125,8 +126,7 @@ class RedisMetadata:
 
     def close(self) -> None:
         self._client.close()
-        if self._bytes_client is not None:
-            self._bytes_client.close()
+        self._bytes_client.close()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -300,11 +300,6 @@ class RedisMetadata:
 
     def vector(self, item_id: str) -> tuple[bool, bytes | None]:
         """(whether the item is ready, its kept vector bytes or None: none kept)."""
-        if self._bytes_client is None:
-            redis = _import_redis()
-            self._bytes_client = redis.Redis.from_url(
-                self.address.uri, decode_responses=False, **self._connect_args
-            )
         with self._guard():
             state, raw = self._bytes_client.hmget(self._item_key(item_id), ["state", "vector"])
         return state == b"ready", raw or None
