@@ -227,9 +227,7 @@ class RedisMetadata:
         _check_token(token)
         if not items:
             return
-        args: list[str | bytes] = [token]
-        for item, vector in zip(items, vectors or [None] * len(items), strict=True):
-            args += records.fields(item, vector)
+        args: list[str | bytes] = [token, *records.item_args(items, vectors)]
         keys = [self._k_ids, self._k_labels] + [self._item_key(i.id) for i in items]
         with self._guard():
             lost = self._commit(keys=keys, args=args)
@@ -247,9 +245,7 @@ class RedisMetadata:
         ``vectors``: each item's vector bytes, kept with it (else any kept one is cleared)."""
         if not items:
             return
-        args: list[str | bytes] = []
-        for item, vector in zip(items, vectors or [None] * len(items), strict=True):
-            args += records.fields(item, vector)
+        args = records.item_args(items, vectors)
         keys = [self._k_ids, self._k_labels] + [self._item_key(i.id) for i in items]
         with self._guard():
             self._put(keys=keys, args=args)

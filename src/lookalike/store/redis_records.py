@@ -9,6 +9,7 @@ its vectors in Redis too (``--redis-vectors``), else "". Records are read field 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from . import redis_scripts as scripts
@@ -42,6 +43,14 @@ def fields(item: Item, vector: bytes | None = None) -> list[str | bytes]:
         "vector": vector or b"",
     }
     return [item.id] + [values[name] for name in scripts.ITEM_FIELDS]
+
+
+def item_args(items: Sequence[Item], vectors: Sequence[bytes | None] | None) -> list[str | bytes]:
+    """The scripts' per-item arguments for ``items``, each with its vector bytes (or none)."""
+    args: list[str | bytes] = []
+    for item, vector in zip(items, vectors or [None] * len(items), strict=True):
+        args += fields(item, vector)
+    return args
 
 
 def read_item(item_id: str, values: list[str | None]) -> Item | None:
