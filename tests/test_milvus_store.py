@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -397,6 +397,71 @@ def test_server_ivf_sq8_reranks_its_shortlist_to_exact_scores(
     # many queries with a large k are split so that each answer fits one request
     assert store.plan.query_batch(1000, 64) < 256
     assert [len(r) for r in store.search(queries[:3], 1000)] == [1000] * 3
+    assert store.plan.query_batch(1000, 64, vectors=False) == 256  # answers without vectors
+
+
+class Kept:
+    """A kept copy of the vectors (as Redis keeps them with --redis-vectors), counting reads."""
+
+    def __init__(self, ids: list[str], rows: np.ndarray) -> None:
+        self.bytes = {i: row.tobytes() for i, row in zip(ids, rows, strict=True)}
+        self.asked: list[str] = []
+
+    def kept_vectors(self, ids: Sequence[str]) -> list[bytes | None]:
+        self.asked += ids
+        return [self.bytes.get(i) for i in ids]
+
+
+def test_server_ivf_sq8_reranks_with_the_kept_vectors_and_milvus_sends_none(
+    server_store: Callable[..., MilvusVectors], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.store import milvus_wire
+
+    x, queries = clustered(3000, 64, 30), clustered(40, 64, 31)
+    ids = ids_of(3000, "v")
+    store = server_store("kept", dim=64, index="ivf-sq8", params={"nlist": 32, "nprobe": 8})
+    store.upsert(ids, x, [None] * 3000, [{}] * 3000)
+    store.wait_indexed(120, reload=True)
+    from_milvus = store.search(queries, 10)
+    asked_vectors: list[bool] = []
+    real_search = milvus_wire.search
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        asked_vectors.append(kw["with_vectors"])
+        return real_search(*args, **kw)
+
+    monkeypatch.setattr(milvus_wire, "search", spy)
+    store.kept = kept = Kept(ids, x)
+    reads = store._reads.batches
+    assert store.search(queries, 10) == from_milvus  # same ids, same exact scores
+    assert asked_vectors and not any(asked_vectors)  # Milvus sent ids and scores only
+    assert len(kept.asked) == len(set(kept.asked)) >= 30  # one read of each shortlisted id
+    assert store._reads.batches == reads  # and none from Milvus
+
+    # ids with no kept vector (published before vectors were kept) are read from Milvus
+    for item_id in ids[::2]:
+        del kept.bytes[item_id]
+    assert store.search(queries, 10) == from_milvus
+    assert store._reads.batches == reads + 1
+
+
+def test_a_shortlist_takes_its_rows_from_the_kept_bytes_leaving_out_ids_without() -> None:
+    from lookalike.store.milvus_wire import Shortlist, kept_rows, reranked, with_rows
+
+    rows = unit(4, 8, 5)
+    kept = [rows[0].tobytes(), None, rows[2].tobytes(), b"short"]
+    found = kept_rows(["a", "b", "c", "d"], kept, 8, binary=False)
+    assert sorted(found) == ["a", "c"] and np.array_equal(found["c"], rows[2])
+    shortlist = Shortlist(["c", "b", "a"], np.array([0.9, 0.8, 0.7], np.float32), None)
+    full = with_rows(shortlist, found)
+    assert full.ids == ["c", "a"] and np.array_equal(full.vectors, rows[[2, 0]])
+    assert full.scores.tolist() == pytest.approx([0.9, 0.7])
+    assert reranked(rows[0], full, 1) == [("a", pytest.approx(1.0))]
+    assert (
+        with_rows(shortlist, {}).ids == [] and reranked(rows[0], with_rows(shortlist, {}), 5) == []
+    )
+    codes8 = kept_rows(["h"], [bytes([1, 2])], 16, binary=True)
+    assert codes8["h"].dtype == np.uint8 and codes8["h"].tolist() == [1, 2]
 
 
 def test_server_auto_is_hnsw_and_ef_follows_k(server_store: Callable[..., MilvusVectors]) -> None:

@@ -83,6 +83,17 @@ def test_similar_reads_the_vector_from_redis_with_the_same_hits(
         stored = with_redis.milvus.vectors_of(ids)
         for item_id in ids:
             assert np.array_equal(with_redis.item_vector(item_id)[0], stored[item_id])
+        kept = with_redis.redis.kept_vectors([*ids, "nobody"])
+        assert kept == [stored[i].tobytes() for i in ids] + [None]
+        if not with_redis.binary:  # a re-ranked index (IVF_SQ8) reads its shortlist there too
+            for served in (with_redis, milvus_only):
+                served.milvus.plan.rerank = True
+            before = _reads(with_redis)
+            for item_id in ids:
+                assert _similar(fast, item_id) == _similar(slow, item_id)
+            assert _reads(with_redis) == before
+            for served in (with_redis, milvus_only):
+                served.milvus.plan.rerank = None
         before = _reads(with_redis)  # (the check's own read counted)
         missing = fast.get("/items/nobody/similar")
         assert missing.status_code == 404 and "'nobody'" in missing.json()["error"]

@@ -84,6 +84,8 @@ class Attached:
             milvus = open_milvus(self.spec, int(self.model["dim"]), self.binary)
             redis = self.redis
             milvus.fence = RedisFence(redis) if redis is not None else CatalogFence(self.catalog)
+            if redis is not None and self.spec.redis_vectors:
+                milvus.kept = redis  # IVF_SQ8's re-rank reads its shortlist's vectors there
             tuned = (self.recall() or {}).get("search") or {}
             milvus.plan.search.update(
                 {k: int(v) for k, v in tuned.items() if k in milvus.plan.search}

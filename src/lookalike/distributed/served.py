@@ -91,6 +91,8 @@ class ServedCollection:
         self.redis_vectors = bool(stored.get("redis_vectors"))
         self.milvus: MilvusVectors = open_milvus(replace(spec, params=knobs), self.dim, self.binary)
         self.milvus.fence = RedisFence(self.redis)
+        if self.redis_vectors:  # IVF_SQ8's re-rank reads its shortlist's vectors there too
+            self.milvus.kept = self.redis
         self._embedder: Embedder | None = None
 
     @property

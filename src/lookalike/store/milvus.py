@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -26,7 +25,13 @@ from lookalike.errors import (
 )
 from lookalike.store import milvus_wire as wire
 from lookalike.store.coalesce import Coalescer
-from lookalike.store.milvus_client import Fence, new_client, read_options, record_write
+from lookalike.store.milvus_client import (
+    Fence,
+    KeptVectors,
+    new_client,
+    read_options,
+    record_write,
+)
 from lookalike.store.milvus_index import (
     EXPR_IDS,
     MAX_K,
@@ -47,16 +52,13 @@ from lookalike.store.milvus_index import (
     split_credentials,
     unavailable_detail,
 )
+from lookalike.store.milvus_upkeep import MilvusError, MilvusUpkeep
 from lookalike.store.milvus_write import write_rows
 
 Ranked = list[tuple[str, float]]  # (id, score) best first
 
 
-class MilvusError(LookalikeError):
-    """Milvus refused a request (not a connection problem); the message is one line."""
-
-
-class MilvusVectors:
+class MilvusVectors(MilvusUpkeep):
     """One Milvus collection of item vectors. Call :meth:`open` before anything else."""
 
     def __init__(
@@ -86,6 +88,7 @@ class MilvusVectors:
         self._client: Any = None
         self._lock = threading.Lock()
         self.fence: Fence | None = None  # set by the owner: see Fence
+        self.kept: KeptVectors | None = None  # set by the owner: a re-rank reads vectors there
         self._reload = False  # a call found the collection not loaded: check before the next
         # concurrent searches (same k and filter) and reads share requests: see coalesce.py
         self._searches = Coalescer(self._search_merged)
@@ -290,7 +293,8 @@ class MilvusVectors:
     def search(self, queries: np.ndarray, k: int, expr: str | None = None) -> list[Ranked]:
         """Top ``k`` (id, score) per query, best first, among rows matching ``expr`` (a Milvus
         filter expression over id, label and meta, e.g. ``label == "shoes"``). On IVF_SQ8 a
-        shortlist comes back with its raw vectors and is re-ranked by exact scores."""
+        shortlist is re-ranked by exact scores, with its raw vectors from the kept copy
+        (``kept``) when there is one, else returned by Milvus with the shortlist."""
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"Milvus returns 1 to {MAX_K} neighbours per query, not k={k}")
         array = as_vectors(queries, "queries", binary=self.binary, dim=self.dim)
@@ -304,14 +308,15 @@ class MilvusVectors:
 
     def _search_now(self, array: np.ndarray, k: int, expr: str | None) -> list[Ranked]:
         limit, rerank = self.plan.shortlist(k), self.plan.reranks
-        params, batch = self.plan.search_params(limit), self.plan.query_batch(k, self.dim)
-        results: list[Ranked] = []
+        own = rerank and self.kept is None  # Milvus returns the shortlists' vectors
+        params, batch = self.plan.search_params(limit), self.plan.query_batch(k, self.dim, own)
+        answers: list[wire.Shortlist] = []
         with self._call("search") as client:
             for chunk in np.array_split(array, math.ceil(len(array) / batch) or 1):
                 try:
-                    answers = wire.search(
+                    answers += wire.search(
                         client, self.collection, chunk, limit, expr or "", params,
-                        with_vectors=rerank, binary=self.binary, timeout=self._call_timeout,
+                        with_vectors=own, binary=self.binary, timeout=self._call_timeout,
                         consistency=read_options(self.fence, self.lite),
                     )  # fmt: skip
                 except Exception as exc:
@@ -320,11 +325,23 @@ class MilvusVectors:
                             f"bad Milvus filter {expr!r}: {first_line(exc)}"
                         ) from None
                     raise
-                results += [
-                    wire.best(q, found, k, rerank, self.binary)
-                    for q, found in zip(chunk, answers, strict=True)
-                ]
-        return results
+        if rerank and not own:
+            answers = self._with_kept(answers)
+        return [
+            wire.best(q, found, k, rerank, self.binary)
+            for q, found in zip(array, answers, strict=True)
+        ]
+
+    def _with_kept(self, answers: list[wire.Shortlist]) -> list[wire.Shortlist]:
+        """The shortlists with their raw vectors from the kept copy, in one read for all;
+        from Milvus for ids with none kept (published before vectors were kept)."""
+        assert self.kept is not None
+        ids = list(dict.fromkeys(i for found in answers for i in found.ids))
+        rows = wire.kept_rows(ids, self.kept.kept_vectors(ids), self.dim, self.binary)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            rows |= self.vectors_of(missing)
+        return [wire.with_rows(found, rows) for found in answers]
 
     def count(self) -> int:
         """Exact row count, rows not yet flushed included."""
@@ -344,48 +361,6 @@ class MilvusVectors:
             "collection": self.collection,
             "deployment": "lite" if self.lite else "server",
         }
-
-    def flush(self, *, compact: bool = False) -> None:
-        """Seal the growing segments (the server then builds their index); ``compact`` also
-        merges small segments at once (a server does by itself within minutes), and waits."""
-        with self._call("flush") as client:
-            grpc = client._get_connection()
-            grpc.flush([self.collection], timeout=self._call_timeout)
-            if compact and not self.lite:
-                job = grpc.compact(self.collection, timeout=self._call_timeout)
-                grpc.wait_for_compaction_completed(job, timeout=1800)
-
-    def index_progress(self) -> tuple[int, int, int]:
-        """(indexed rows, total rows, pending rows) of the vector index (Lite: zeros)."""
-        with self._call("describe the index") as client:
-            desc = client.describe_index(self.collection, "vector", timeout=self._call_timeout)
-        indexed, total = int(desc.get("indexed_rows", 0)), int(desc.get("total_rows", 0))
-        return indexed, total, int(desc.get("pending_index_rows", 0))
-
-    def wait_indexed(
-        self, timeout: float = 300.0, *, reload: bool = False, compact: bool = False
-    ) -> None:
-        """Flush (``compact``: see flush), then wait until the index covers every row
-        (benchmarks). A server scans flushed rows exactly too until it hands them over (a
-        minute or so); ``reload`` releases and loads the collection so that searches use only
-        the index at once (it is unavailable meanwhile: not for a live collection)."""
-        self.flush(compact=compact)
-        deadline = time.monotonic() + timeout
-        while True:
-            indexed, total, pending = self.index_progress()
-            if indexed >= total and pending == 0:
-                break
-            if time.monotonic() >= deadline:
-                raise MilvusError(
-                    f"Milvus at {self.display_uri}: the index of '{self.collection}' covers "
-                    f"{indexed} of {total} rows after {timeout:g} s"
-                )
-            time.sleep(0.2)
-        if reload and not self.lite:
-            with self._call("reload the collection") as client:
-                client.release_collection(self.collection, timeout=self._call_timeout)
-                left = max(1, math.ceil(deadline - time.monotonic()))
-                client.load_collection(self.collection, timeout=left)
 
     def ping(self) -> None:
         """Raise ServiceUnavailable when Milvus does not answer."""

@@ -1,10 +1,11 @@
-"""Making a pymilvus client (imported lazily), quietly; and the read-fence protocol."""
+"""Making a pymilvus client (imported lazily), quietly; the read-fence protocol, and where
+else a re-rank may read a shortlist's raw vectors."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +20,15 @@ class Fence(Protocol):
     def read(self) -> int: ...
 
     def advance(self, ts: int) -> None: ...
+
+
+class KeptVectors(Protocol):
+    """A copy of the stored vectors kept elsewhere (Redis, with ``index --redis-vectors``):
+    an IVF_SQ8 re-rank reads its shortlist's raw vectors there, not from Milvus."""
+
+    def kept_vectors(self, ids: Sequence[str]) -> list[bytes | None]:
+        """The bytes Milvus stores for each id (as ``as_vectors`` writes them), or None."""
+        ...
 
 
 @contextmanager

@@ -71,9 +71,10 @@ class IndexPlan:
         """Candidates fetched for a top ``k`` (as many as the embedded store re-ranks)."""
         return min(MAX_K, Ann.shortlist_factor * k + Ann.shortlist_extra) if self.reranks else k
 
-    def query_batch(self, k: int, dim: int) -> int:
-        """Query vectors per request: fewer when answers carry their shortlist's vectors."""
-        if not self.reranks:
+    def query_batch(self, k: int, dim: int, vectors: bool = True) -> int:
+        """Query vectors per request: fewer when answers carry their shortlist's vectors
+        (``vectors``: a re-rank that does not read them from a kept copy)."""
+        if not (self.reranks and vectors):
             return QUERY_BATCH
         return max(1, min(QUERY_BATCH, BATCH_BYTES // (self.shortlist(k) * dim * 4)))
 

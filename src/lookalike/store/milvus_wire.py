@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Shortlist", "best", "query_vectors", "reranked", "search"]
+__all__ = ["Shortlist", "best", "kept_rows", "query_vectors", "reranked", "search", "with_rows"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,30 @@ def reranked(query: np.ndarray, shortlist: Shortlist, k: int) -> list[tuple[str,
     exact = shortlist.vectors @ query.astype(np.float32)
     order = np.argsort(-exact, kind="stable")[:k]
     return [(shortlist.ids[i], float(exact[i])) for i in order]
+
+
+def kept_rows(
+    ids: Sequence[str], kept: Sequence[bytes | None], dim: int, binary: bool
+) -> dict[str, np.ndarray]:
+    """Rows by id from their kept bytes (``KeptVectors``); ids with none, or with bytes of
+    another size, are left out."""
+    dtype, width = (np.uint8, dim // 8) if binary else (np.float32, dim)
+    size = width * np.dtype(dtype).itemsize
+    return {
+        item_id: np.frombuffer(raw, dtype=dtype)
+        for item_id, raw in zip(ids, kept, strict=True)
+        if raw is not None and len(raw) == size
+    }
+
+
+def with_rows(shortlist: Shortlist, rows: dict[str, np.ndarray]) -> Shortlist:
+    """The shortlist with its raw vectors taken from ``rows``; ids not in it (removed since
+    Milvus answered) are left out."""
+    keep = [n for n, item_id in enumerate(shortlist.ids) if item_id in rows]
+    if not keep:
+        return Shortlist([], shortlist.scores[:0], None)
+    ids = [shortlist.ids[n] for n in keep]
+    return Shortlist(ids, shortlist.scores[keep], np.stack([rows[i] for i in ids]))
 
 
 def query_vectors(

@@ -190,3 +190,18 @@ local new = ARGV[1]
 if #new > #old or (#new == #old and new > old) then redis.call('SET', KEYS[1], new) end
 return 1
 """
+
+# KEYS: item hashes. ARGV: field names. One HMGET reply per key (nil for a missing field):
+# one command, so the client packs and parses one request however many items it reads.
+READ = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""
+
+# KEYS: item hashes. ARGV[1]: a field name. Its value per key, nil where it has none.
+READ_ONE = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
+return out
+"""

@@ -1,0 +1,74 @@
+"""A Milvus collection's upkeep: flushing, compaction, and waiting for its index to cover
+every row (part of :class:`lookalike.store.milvus.MilvusVectors`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import AbstractContextManager
+from typing import Any
+
+from lookalike.errors import LookalikeError
+
+__all__ = ["MilvusError", "MilvusUpkeep"]
+
+
+class MilvusError(LookalikeError):
+    """Milvus refused a request (not a connection problem); the message is one line."""
+
+
+class MilvusUpkeep:
+    """Mixed into MilvusVectors, which provides these."""
+
+    collection: str
+    display_uri: str
+    _call_timeout: int
+
+    @property
+    def lite(self) -> bool:
+        raise NotImplementedError
+
+    def _call(self, action: str) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def flush(self, *, compact: bool = False) -> None:
+        """Seal the growing segments (the server then builds their index); ``compact`` also
+        merges small segments at once (a server does by itself within minutes), and waits."""
+        with self._call("flush") as client:
+            grpc = client._get_connection()
+            grpc.flush([self.collection], timeout=self._call_timeout)
+            if compact and not self.lite:
+                job = grpc.compact(self.collection, timeout=self._call_timeout)
+                grpc.wait_for_compaction_completed(job, timeout=1800)
+
+    def index_progress(self) -> tuple[int, int, int]:
+        """(indexed rows, total rows, pending rows) of the vector index (Lite: zeros)."""
+        with self._call("describe the index") as client:
+            desc = client.describe_index(self.collection, "vector", timeout=self._call_timeout)
+        indexed, total = int(desc.get("indexed_rows", 0)), int(desc.get("total_rows", 0))
+        return indexed, total, int(desc.get("pending_index_rows", 0))
+
+    def wait_indexed(
+        self, timeout: float = 300.0, *, reload: bool = False, compact: bool = False
+    ) -> None:
+        """Flush (``compact``: see flush), then wait until the index covers every row
+        (benchmarks). A server scans flushed rows exactly too until it hands them over (a
+        minute or so); ``reload`` releases and loads the collection so that searches use only
+        the index at once (it is unavailable meanwhile: not for a live collection)."""
+        self.flush(compact=compact)
+        deadline = time.monotonic() + timeout
+        while True:
+            indexed, total, pending = self.index_progress()
+            if indexed >= total and pending == 0:
+                break
+            if time.monotonic() >= deadline:
+                raise MilvusError(
+                    f"Milvus at {self.display_uri}: the index of '{self.collection}' covers "
+                    f"{indexed} of {total} rows after {timeout:g} s"
+                )
+            time.sleep(0.2)
+        if reload and not self.lite:
+            with self._call("reload the collection") as client:
+                client.release_collection(self.collection, timeout=self._call_timeout)
+                left = max(1, math.ceil(deadline - time.monotonic()))
+                client.load_collection(self.collection, timeout=left)
