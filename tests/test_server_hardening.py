@@ -323,3 +323,23 @@ def test_no_answer_shows_a_server_path(coll: Collection, tmp_path: Path) -> None
     hits = c.get("/items/red/1.jpg/similar", params={"k": 20}).json()["results"]
     for hit in hits:
         assert hit["image_url"].startswith("/items/") and not hit["id"].startswith("/")
+
+
+# -- a backend that fails on its side ------------------------------------------------------
+
+
+def test_a_service_failing_on_its_side_is_a_502_in_one_line(
+    coll: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.errors import ServiceFailed
+    from lookalike.store.milvus_upkeep import MilvusError
+
+    assert issubclass(MilvusError, ServiceFailed)
+
+    def fails(*_: Any, **__: Any) -> Any:
+        raise MilvusError("Milvus at http://m:19530: search failed: read binlog failed")
+
+    monkeypatch.setattr(coll, "query_vector", fails)
+    r = client(coll).get("/items/red/1.jpg/similar")
+    assert r.status_code == 502, r.text
+    assert r.json() == {"error": "Milvus at http://m:19530: search failed: read binlog failed"}

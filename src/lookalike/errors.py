@@ -109,6 +109,12 @@ class ServiceUnavailable(LookalikeError):
         super().__init__(f"{service} at {uri} is unavailable{tail}")
 
 
+class ServiceFailed(LookalikeError):
+    """A service the collection lives on (Milvus) answered a request with an error of its own:
+    neither bad input nor unreachable (e.g. Milvus 2.3 failing to read a segment's files
+    while it compacts). The server answers 502; the CLI exits 1."""
+
+
 class BackendMismatch(CollectionError):
     """A Milvus collection or Redis database holds something else than this collection
     (other dimensions, metric, model or collection); the message names both."""

@@ -22,6 +22,7 @@ from ..errors import (
     ItemExists,
     ItemNotFound,
     LookalikeError,
+    ServiceFailed,
     ServiceUnavailable,
 )
 from .limits import Busy
@@ -52,6 +53,8 @@ def _status_for(exc: LookalikeError) -> int:
         return 409
     if isinstance(exc, InvalidInput | DownloadError):
         return 400
+    if isinstance(exc, ServiceFailed):  # Milvus failed on its side: not the client's fault
+        return 502
     return 400
 
 

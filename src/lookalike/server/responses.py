@@ -69,6 +69,7 @@ _ERROR_TEXT = {
     413: "The upload is over the size or megapixel limit.",
     415: "Not an image of an accepted format, or the wrong request content type.",
     422: "Invalid request parameters or body.",
+    502: "Milvus failed the request on its side (distributed mode).",
     503: "The server is at a concurrency limit; retry after the Retry-After seconds.",
 }
 

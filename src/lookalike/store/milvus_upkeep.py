@@ -8,13 +8,14 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import ServiceFailed
 
 __all__ = ["MilvusError", "MilvusUpkeep"]
 
 
-class MilvusError(LookalikeError):
-    """Milvus refused a request (not a connection problem); the message is one line."""
+class MilvusError(ServiceFailed):
+    """Milvus refused or failed a request (not a connection problem); the message is one
+    line. Bad filters are InvalidInput instead."""
 
 
 class MilvusUpkeep:
