@@ -4,10 +4,15 @@ C clients (threads, one keep-alive connection each) for T seconds, after a 2 s w
 the same load: the embedded folder; then the folder published to the Milvus server and
 Redis, once per index in ``SERVED``, served by one replica and by two sharing Milvus and
 Redis (clients alternate between them). Each index is published with ``--redis-vectors``
-and served twice: replicas reading each item's vector from Milvus (the default: two Milvus
-calls per ``/similar``, the vector read and the search), and reading it from Redis (one
-Milvus call). Besides throughput and latency, each row gives the CPU milliseconds per
+and served twice: replicas reading vectors from Milvus (the default: two Milvus calls per
+``/similar``, the item's vector read and the search, whose IVF_SQ8 shortlist comes back
+with its raw vectors), and reading them from Redis (one Milvus call, answering ids and
+scores only). Besides throughput and latency, each row gives the CPU milliseconds per
 request of the server processes, Milvus, Redis and the clients.
+
+This machine's speed drifts by up to 2x over minutes, so the embedded server stays up and
+each distributed row is preceded by an embedded reference load (after Milvus has settled):
+its ``vs emb`` column is the row's p99 over that reference's, measured seconds apart.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from load import cpu_seconds, free_port, pct, run_clients
@@ -66,24 +72,29 @@ def serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def load(
-    ports: list[int], ids: list[str], clients: int, seconds: float, pids: dict[str, list[int]]
-) -> str:
+    ports: list[int], ids: list[str], clients: int, seconds: float, pids: dict[str, list[int]],
+    reference: Callable[[], float] | None = None,
+) -> str:  # fmt: skip
     """Measured after a 2 s warm-up of the same load (connections, caches, thread pools).
     Also printed: the CPU milliseconds per request of each group of processes in ``pids``
-    and of the clients (this process)."""
+    and of the clients (this process). ``reference`` (the embedded load, returning its p99)
+    runs once Milvus has settled, just before this load; the row then ends with the ratio."""
     pids = {**pids, "clients": [os.getpid()]}
     settle(pids["milvus"][0] if pids.get("milvus") else None)  # no background work measured
+    ref = reference() if reference is not None else None
     warm(ports, ids, clients, 2.0)
     before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
-    row, done = warm(ports, ids, clients, seconds)
+    row, done, p99 = warm(ports, ids, clients, seconds)
     spent = ", ".join(
         f"{k} {(sum(cpu_seconds(p) for p in v) - before[k]) * 1e3 / max(done, 1):.1f}"
         for k, v in pids.items()
     )
-    return f"{row}   {spent}"
+    versus = f"   vs emb {p99 / ref:.2f}x (emb p99 {ref:.1f} ms)" if ref else ""
+    return f"{row}   {spent}{versus}"
 
 
-def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> tuple[str, int]:
+def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> tuple[str, int, float]:
+    """(the row, requests done, p99 ms) of ``clients`` threads calling ``/similar``."""
     lat: list[float] = []
     errors = [0]
     first_error: list[str] = []  # what the first failure was, printed under the row
@@ -117,7 +128,7 @@ def warm(ports: list[int], ids: list[str], clients: int, seconds: float) -> tupl
     elapsed = run_clients(client, clients, seconds, stop)
     return (f"{len(lat) / elapsed:>9.1f} {pct(lat, 50) * 1000:>8.2f} {pct(lat, 99) * 1000:>8.2f}"
             f" {errors[0]:>7}" + "".join(f"\n    first error {e}" for e in first_error),
-            len(lat))  # fmt: skip
+            len(lat), pct(lat, 99) * 1000)  # fmt: skip
 
 
 def part_serving(
@@ -128,18 +139,23 @@ def part_serving(
     print(f"\nserving GET /items/{{id}}/similar?k=10, {a.clients} clients, {a.seconds:g} s each")
     print(f"  {'setup':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
           "   CPU ms per request")  # fmt: skip
-    embedded(folder, tmp, ids, a)
-    for db, (index, params) in enumerate(SERVED):
-        served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
-        shutil.copytree(folder, served)
-        uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
-        serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids)
-    embedded(folder, tmp, ids, a)  # again: the machine's speed drifts over the part's minutes
-
-
-def embedded(folder: Path, tmp: Path, ids: list[str], a: argparse.Namespace) -> None:
     proc, port = serve(["--collection", str(folder)], tmp / "embedded.log")
     try:
+
+        def embedded() -> float:
+            """The embedded server's load (a row, and its p99 in ms)."""
+            warm([port], ids, a.clients, 2.0)
+            row, _, p99 = warm([port], ids, a.clients, a.seconds)
+            print(f"  {'  embedded reference':<44} {row}", flush=True)
+            return p99
+
+        done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
+        print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
+        for db, (index, params) in enumerate(SERVED):
+            served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
+            shutil.copytree(folder, served)
+            uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
+            serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids, embedded)
         done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
         print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
     finally:
@@ -156,6 +172,7 @@ SERVED: tuple[tuple[str, dict[str, int | None]], ...] = (("ivf-sq8", {"nlist": 5
 def serve_milvus(
     folder: Path, index: str, params: dict[str, int | None], ids: list[str], tmp: Path,
     milvus_uri: str, redis_uri: str, a: argparse.Namespace, pids: dict[str, list[int]],
+    reference: Callable[[], float],
 ) -> None:  # fmt: skip
     name = "served_" + index.replace("-", "_")
     spec = RemoteSpec.parse(milvus_uri, name, index, params, redis_uri, redis_vectors=True)
@@ -182,22 +199,23 @@ def serve_milvus(
         for kept in (False, True, False, True):
             redis.set_info("redis_vectors", kept)
             what = f"Milvus {index} + Redis{' vectors' if kept else ''}"
-            replicas(flags, what, ids, tmp / f"{name}-{kept}", a, pids)
+            replicas(flags, what, ids, tmp / f"{name}-{kept}", a, pids, reference)
 
 
 def replicas(
     flags: list[str], what: str, ids: list[str], logs: Path, a: argparse.Namespace,
-    pids: dict[str, list[int]],
+    pids: dict[str, list[int]], reference: Callable[[], float],
 ) -> None:  # fmt: skip
-    """One replica, then two, serving the load; a row each."""
+    """One replica, then two, serving the load; a row each, after an embedded reference."""
     first, port1 = serve(flags, logs.with_suffix(".1.log"))
     try:
-        done = load([port1], ids, a.clients, a.seconds, {"replicas": [first.pid], **pids})
+        done = load([port1], ids, a.clients, a.seconds, {"replicas": [first.pid], **pids},
+                    reference)  # fmt: skip
         print(f"  {what + ', 1 replica':<44} {done}", flush=True)
         second, port2 = serve(flags, logs.with_suffix(".2.log"))
         try:
             both = load([port1, port2], ids, a.clients, a.seconds,
-                        {"replicas": [first.pid, second.pid], **pids})  # fmt: skip
+                        {"replicas": [first.pid, second.pid], **pids}, reference)  # fmt: skip
             print(f"  {what + ', 2 replicas':<44} {both}", flush=True)
         finally:
             second.terminate()
