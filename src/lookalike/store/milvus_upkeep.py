@@ -12,6 +12,8 @@ from lookalike.errors import ServiceFailed
 
 __all__ = ["MilvusError", "MilvusUpkeep"]
 
+COMPACT_TRIES = 15  # compactions asked for when Milvus plans none for several segments
+
 
 class MilvusError(ServiceFailed):
     """Milvus refused or failed a request (not a connection problem); the message is one
@@ -32,15 +34,28 @@ class MilvusUpkeep:
     def _call(self, action: str) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def flush(self, *, compact: bool = False) -> None:
+    def flush(self, *, compact: bool = False) -> set[int]:
         """Seal the growing segments (the server then builds their index); ``compact`` also
-        merges small segments at once (a server does by itself within minutes), and waits."""
+        merges small segments at once (a server does by itself within minutes), and waits.
+        Returns the ids of the segments merged away (none without ``compact``)."""
         with self._call("flush") as client:
             grpc = client._get_connection()
             grpc.flush([self.collection], timeout=self._call_timeout)
-            if compact and not self.lite:
+            if not compact or self.lite:
+                return set()
+            for _ in range(COMPACT_TRIES):
                 job = grpc.compact(self.collection, timeout=self._call_timeout)
                 grpc.wait_for_compaction_completed(job, timeout=1800)
+                plans = grpc.get_compaction_plans(job, timeout=self._call_timeout).plans
+                segments = grpc.get_persistent_segment_infos(
+                    self.collection, timeout=self._call_timeout
+                )
+                if plans or len(segments) <= 1:
+                    break
+                # Milvus 2.3 answers a compaction with no plan while it is busy compacting
+                # (other collections too): ask again
+                time.sleep(2.0)
+        return {int(source) for plan in plans for source in plan.sources}
 
     def index_progress(self) -> tuple[int, int, int]:
         """(indexed rows, total rows, pending rows) of the vector index (Lite: zeros)."""
@@ -55,8 +70,10 @@ class MilvusUpkeep:
         """Flush (``compact``: see flush), then wait until the index covers every row
         (benchmarks). A server scans flushed rows exactly too until it hands them over (a
         minute or so); ``reload`` releases and loads the collection so that searches use only
-        the index at once (it is unavailable meanwhile: not for a live collection)."""
-        self.flush(compact=compact)
+        the index at once (it is unavailable meanwhile: not for a live collection). After a
+        compaction it is reloaded until no merged-away segment is served: Milvus 2.3 keeps
+        serving the sources until the merged segment's index is built."""
+        merged = self.flush(compact=compact)
         deadline = time.monotonic() + timeout
         while True:
             indexed, total, pending = self.index_progress()
@@ -68,8 +85,20 @@ class MilvusUpkeep:
                     f"{indexed} of {total} rows after {timeout:g} s"
                 )
             time.sleep(0.2)
-        if reload and not self.lite:
+        while reload and not self.lite:
             with self._call("reload the collection") as client:
                 client.release_collection(self.collection, timeout=self._call_timeout)
                 left = max(1, math.ceil(deadline - time.monotonic()))
                 client.load_collection(self.collection, timeout=left)
+                served = client._get_connection().get_query_segment_info(
+                    self.collection, timeout=self._call_timeout
+                )
+            stale = merged & {int(segment.segmentID) for segment in served}
+            if not stale:
+                break
+            if time.monotonic() >= deadline:
+                raise MilvusError(
+                    f"Milvus at {self.display_uri}: '{self.collection}' still serves"
+                    f" {len(stale)} merged-away segments after {timeout:g} s"
+                )
+            time.sleep(1.0)
