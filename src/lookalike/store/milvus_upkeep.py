@@ -43,14 +43,12 @@ class MilvusUpkeep:
             grpc.flush([self.collection], timeout=self._call_timeout)
             if not compact or self.lite:
                 return set()
+            t = self._call_timeout
             for _ in range(COMPACT_TRIES):
-                job = grpc.compact(self.collection, timeout=self._call_timeout)
+                job = grpc.compact(self.collection, timeout=t)
                 grpc.wait_for_compaction_completed(job, timeout=1800)
-                plans = grpc.get_compaction_plans(job, timeout=self._call_timeout).plans
-                segments = grpc.get_persistent_segment_infos(
-                    self.collection, timeout=self._call_timeout
-                )
-                if plans or len(segments) <= 1:
+                plans = grpc.get_compaction_plans(job, timeout=t).plans
+                if plans or len(grpc.get_persistent_segment_infos(self.collection, t)) <= 1:
                     break
                 # Milvus 2.3 answers a compaction with no plan while it is busy compacting
                 # (other collections too): ask again
@@ -79,12 +77,7 @@ class MilvusUpkeep:
             indexed, total, pending = self.index_progress()
             if indexed >= total and pending == 0:
                 break
-            if time.monotonic() >= deadline:
-                raise MilvusError(
-                    f"Milvus at {self.display_uri}: the index of '{self.collection}' covers "
-                    f"{indexed} of {total} rows after {timeout:g} s"
-                )
-            time.sleep(0.2)
+            self._wait_more(deadline, timeout, f"has {indexed} of {total} rows indexed", 0.2)
         while reload and not self.lite:
             with self._call("reload the collection") as client:
                 client.release_collection(self.collection, timeout=self._call_timeout)
@@ -96,9 +89,13 @@ class MilvusUpkeep:
             stale = merged & {int(segment.segmentID) for segment in served}
             if not stale:
                 break
-            if time.monotonic() >= deadline:
-                raise MilvusError(
-                    f"Milvus at {self.display_uri}: '{self.collection}' still serves"
-                    f" {len(stale)} merged-away segments after {timeout:g} s"
-                )
-            time.sleep(1.0)
+            self._wait_more(deadline, timeout, f"serves {len(stale)} merged-away segments", 1.0)
+
+    def _wait_more(self, deadline: float, timeout: float, state: str, pause: float) -> None:
+        """Sleep ``pause`` s before looking again, or raise MilvusError past ``deadline``."""
+        if time.monotonic() >= deadline:
+            raise MilvusError(
+                f"Milvus at {self.display_uri}: '{self.collection}' still {state}"
+                f" after {timeout:g} s"
+            )
+        time.sleep(pause)
