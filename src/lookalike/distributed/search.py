@@ -9,6 +9,7 @@ are hidden (an add or removal in flight) the search asks Milvus for more.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -50,6 +51,21 @@ class CatalogMetadata:
         return {k: v for k, v in self.catalog.label_counts().items() if k is not None}
 
 
+@dataclass(frozen=True)
+class Round:
+    """One search round's answer for the 1-row ``query``: Milvus' (id, score) best first, and
+    the records of those ids (None where an id is not ready)."""
+
+    query: np.ndarray
+    found: list[tuple[str, float]]
+    records: dict[str, Item | None]
+
+
+def first_limit(k: int, exclude: Sequence[str]) -> int:
+    """How many results a search's first round asks Milvus for."""
+    return min(MILVUS_TOPK, k + len(set(exclude)))
+
+
 def expression(label: str | None, where: Where | None) -> tuple[str | None, Where | None]:
     """(the Milvus expression, the part left to check in Python: None when all pushed)."""
     from ..search.milvus_filter import label_expr, to_milvus
@@ -75,18 +91,27 @@ def search_hits(
     where: Where | None = None,
     exclude: Sequence[str] = (),
     require: str | None = None,
+    first: Round | None = None,
 ) -> list[Hit]:
     """The best ``k`` ready items for the query row ``vec`` (1 x dim). ``require`` is an id
-    that must be ready (else ItemNotFound), checked in the same round trip as the hits."""
+    that must be ready (else ItemNotFound), checked in the same round trip as the hits.
+    ``first`` is the first round's answer when it was already read (``batched.py``: Milvus
+    asked for ``first_limit(k, exclude)`` with the same filter)."""
     expr, rest = expression(label, where)
     skip = set(exclude)
-    limit = min(MILVUS_TOPK, k + len(skip))
+    limit = first_limit(k, exclude)
     while True:
-        found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
+        if first is not None:
+            found, known = first.found, first.records
+            ids = [i for i, _ in found if i not in skip]
+            items = [known.get(i) for i in ids]
+            first = None
+        else:
+            found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
+            ids = [i for i, _ in found if i not in skip]
+            items = meta.get(([require] if require is not None else []) + ids)
         hits: list[Hit] = []
-        ids = [i for i, _ in found if i not in skip]
         scores = {i: s for i, s in found}
-        items = meta.get(([require] if require is not None else []) + ids)
         if require is not None:
             if items.pop(0) is None:
                 raise ItemNotFound(f"no item with id {require!r}")

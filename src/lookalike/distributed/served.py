@@ -25,10 +25,11 @@ import numpy as np
 
 from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemExists, ItemNotFound
 from ..search.hits import Hit
+from .batched import SimilarBatches
 from .config import RemoteSpec, open_milvus, open_redis
 from .fences import RedisFence
 from .publisher import stored_bytes
-from .search import item_vector, search_hits
+from .search import expression, first_limit, item_vector, search_hits
 
 if TYPE_CHECKING:
     from ..models.embedders.base import Embedder
@@ -93,6 +94,7 @@ class ServedCollection:
         self.milvus.fence = RedisFence(self.redis)
         if self.redis_vectors:  # IVF_SQ8's re-rank reads its shortlist's vectors there too
             self.milvus.kept = self.redis
+        self._similar = SimilarBatches(self.milvus, self.redis)
         self._embedder: Embedder | None = None
 
     @property
@@ -160,12 +162,17 @@ class ServedCollection:
     ) -> list[Hit]:
         """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready:
         checked with its vector when Redis keeps it, else with the hits' records)."""
-        if self.redis_vectors:
-            vec, require = self.item_vector(item_id), None
-        else:
-            vec, require = item_vector(self.milvus, item_id), item_id
+        if self.redis_vectors:  # the first round batched with the concurrent requests'
+            first = self._similar(item_id, first_limit(k, [item_id]), expression(None, where)[0])
+            if first is None:
+                raise ItemNotFound(f"no item with id {item_id!r}")
+            return search_hits(
+                self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
+                exclude=[item_id], first=first,
+            )  # fmt: skip
+        vec = item_vector(self.milvus, item_id)
         return self.search_vector(
-            vec, k, threshold=threshold, where=where, exclude=[item_id], require=require
+            vec, k, threshold=threshold, where=where, exclude=[item_id], require=item_id
         )
 
     def item_vector(self, item_id: str) -> np.ndarray:

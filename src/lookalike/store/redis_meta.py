@@ -122,6 +122,7 @@ class RedisMetadata:
         self._raise = reg(scripts.RAISE)
         self._read = reg(scripts.READ)
         self._read_one = self._bytes_client.register_script(scripts.READ_ONE)
+        self._read_bytes = self._bytes_client.register_script(scripts.READ)
 
     def __repr__(self) -> str:
         return f"RedisMetadata({self.address.display!r}, namespace={self.namespace!r})"
@@ -295,9 +296,15 @@ class RedisMetadata:
 
     def vector(self, item_id: str) -> tuple[bool, bytes | None]:
         """(whether the item is ready, its kept vector bytes or None: none kept)."""
+        return self.vectors([item_id])[0]
+
+    def vectors(self, ids: Sequence[str]) -> list[tuple[bool, bytes | None]]:
+        """:meth:`vector` of each id, in one round trip."""
+        if not ids:
+            return []
         with self._guard():
-            state, raw = self._bytes_client.hmget(self._item_key(item_id), ["state", "vector"])
-        return state == b"ready", raw or None
+            rows = self._read_bytes(keys=[self._item_key(i) for i in ids], args=["state", "vector"])
+        return [(state == b"ready", raw or None) for state, raw in rows]
 
     def kept_vectors(self, ids: Sequence[str]) -> list[bytes | None]:
         """The kept vector bytes of ``ids`` (``--redis-vectors``), None where none is kept,

@@ -1,0 +1,83 @@
+"""Concurrent ``/similar`` requests of a replica answered together, in three round trips.
+
+Each request alone reads its item's vector from Redis, searches Milvus, then reads its hits'
+records from Redis: three calls, each with a fixed cost on the replica and on the service
+(a Milvus search call costs milliseconds whatever it holds). Under load, the requests that
+arrive while a batch is out wait for it to finish (``store/coalesce.py``) and the next batch
+serves them all: one Redis read of all their vectors, one Milvus search of all their rows,
+one Redis read of all their hits' records. Only requests with the same ``k`` and Milvus
+filter share a batch, and each gets exactly what it would have got alone: the first round
+of ``search.search_hits`` (which asks for more when hits are hidden).
+
+Used when the collection keeps its vectors in Redis (``index --redis-vectors``); items
+whose record has no kept vector (published before) are read from Milvus, in one read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..store.coalesce import Coalescer
+from .search import Round
+
+if TYPE_CHECKING:
+    from ..store.milvus import MilvusVectors
+    from ..store.redis_meta import RedisMetadata
+
+__all__ = ["SimilarBatches"]
+
+
+class SimilarBatches:
+    """``batches(item_id, limit, expr)``: the first round of ``/similar`` for a ready item
+    (its ``limit`` best by Milvus among rows matching ``expr``, with their records), or None
+    when the item is not ready (not there, being added or removed)."""
+
+    def __init__(self, milvus: MilvusVectors, redis: RedisMetadata, *, inflight: int = 1) -> None:
+        self.milvus, self.redis = milvus, redis
+        # one batch out at a time: the others gather behind it (they share its costs)
+        self._batches: Coalescer[str, Round | None] = Coalescer(self._run, inflight=inflight)
+
+    @property
+    def batches(self) -> int:
+        """Batches answered so far (tests and benchmarks read it)."""
+        return self._batches.batches
+
+    def __call__(self, item_id: str, limit: int, expr: str | None) -> Round | None:
+        return self._batches((limit, expr), [item_id])[0]
+
+    def _run(self, key: Hashable, ids: list[str]) -> list[Round | None]:
+        assert isinstance(key, tuple)
+        limit, expr = key
+        rows = self._query_rows(list(dict.fromkeys(ids)))
+        queries = list(rows)
+        if not queries:
+            return [None] * len(ids)
+        found = self.milvus.search(np.stack([rows[i] for i in queries]), limit, expr)
+        hit_ids = list(dict.fromkeys(i for ranked in found for i, _ in ranked))
+        records = dict(zip(hit_ids, self.redis.get(hit_ids), strict=True))
+        rounds = {
+            q: Round(rows[q].reshape(1, -1), ranked, {i: records[i] for i, _ in ranked})
+            for q, ranked in zip(queries, found, strict=True)
+        }
+        return [rounds.get(i) for i in ids]
+
+    def _query_rows(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored rows of the ready ids among ``ids``: kept in Redis, else from Milvus."""
+        dtype = np.uint8 if self.milvus.binary else np.float32
+        width = self.milvus.dim // 8 if self.milvus.binary else self.milvus.dim
+        size = width * np.dtype(dtype).itemsize
+        rows: dict[str, np.ndarray] = {}
+        older = []  # ready, without a kept vector
+        for item_id, (ready, raw) in zip(ids, self.redis.vectors(ids), strict=True):
+            if not ready:
+                continue
+            if raw is not None and len(raw) == size:
+                rows[item_id] = np.frombuffer(raw, dtype=dtype)
+            else:
+                older.append(item_id)
+        if older:
+            rows |= self.milvus.vectors_of(older)
+        return {i: rows[i] for i in ids if i in rows}  # in the order asked
