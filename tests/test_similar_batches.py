@@ -27,19 +27,35 @@ from lookalike.store.redis_meta import RedisMetadata  # noqa: E402
 QUERIES = ["hat/1006.jpg", "shoes/1036.jpg", "skirt/1050.jpg", "dress/1000.jpg", "hat/1006.jpg"]
 
 
-@pytest.fixture
-def served(cli: Callable[..., Any], photos: Path, tmp_path: Path, redis_server: Any) -> Any:
-    uri = redis_server.uri.rsplit("/", 1)[0] + "/9"
+def _served(cli: Callable[..., Any], photos: Path, tmp: Path, redis: Any, kept: bool) -> Any:
+    """A served collection of ``photos`` whose vectors are kept in Redis too, or only in
+    Milvus (Lite)."""
+    uri = redis.uri.rsplit("/", 1)[0] + "/9"
     RedisMetadata(uri).flush_namespace()
-    model = write_local_model(tmp_path / "m", make_pooling_model(dim=16))
+    model = write_local_model(tmp / "m", make_pooling_model(dim=16))
     r = cli(
-        "index", str(photos), "--collection", str(tmp_path / "c"), "--no-progress",
-        "--model-path", str(model), "--store", "milvus", "--milvus-uri", str(tmp_path / "c.db"),
-        "--metadata", uri, "--redis-vectors",
+        "index", str(photos), "--collection", str(tmp / "c"), "--no-progress",
+        "--model-path", str(model), "--store", "milvus", "--milvus-uri", str(tmp / "c.db"),
+        "--metadata", uri, *(["--redis-vectors"] if kept else []),
     )  # fmt: skip
     assert r.code == 0, r.err
-    s = ServedCollection(RemoteSpec.parse(str(tmp_path / "c.db"), None, None, None, uri))
-    assert s.redis_vectors
+    s = ServedCollection(RemoteSpec.parse(str(tmp / "c.db"), None, None, None, uri))
+    assert s.redis_vectors == kept
+    return s
+
+
+@pytest.fixture(params=["redis-vectors", "milvus-vectors"])
+def served(
+    cli: Callable[..., Any], photos: Path, tmp_path: Path, redis_server: Any, request: Any
+) -> Any:
+    s = _served(cli, photos, tmp_path, redis_server, request.param == "redis-vectors")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def kept(cli: Callable[..., Any], photos: Path, tmp_path: Path, redis_server: Any) -> Any:
+    s = _served(cli, photos, tmp_path, redis_server, True)
     yield s
     s.close()
 
@@ -94,7 +110,8 @@ def test_concurrent_requests_share_one_batch_and_get_what_they_get_alone(served:
     assert _together(served, QUERIES) == alone
     assert served._similar.batches == before + 2  # the held first one, then all the others
     assert served.milvus._searches.batches == searches + 2  # one Milvus search each
-    assert served.milvus._reads.batches == reads  # every vector from Redis
+    # every vector from Redis, or all of the batch's in one Milvus read
+    assert served.milvus._reads.batches == reads + (0 if served.redis_vectors else 2)
 
 
 def test_a_missing_or_hidden_item_in_a_batch_is_not_found_and_the_others_are_answered(
@@ -122,7 +139,8 @@ def test_hidden_hits_make_a_request_ask_milvus_for_more_with_its_own_vector(
     assert again == _ids(direct)
 
 
-def test_records_without_a_kept_vector_are_read_from_milvus_in_one_read(served: Any) -> None:
+def test_records_without_a_kept_vector_are_read_from_milvus_in_one_read(kept: Any) -> None:
+    served = kept
     alone = [_outcome(served, q, 5) for q in QUERIES[:3]]
     items = served.redis.get(QUERIES[:3])
     served.redis.put(items)  # rewritten without their vectors (an older writer)

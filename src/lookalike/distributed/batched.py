@@ -9,8 +9,9 @@ one Redis read of all their hits' records. Only requests with the same ``k`` and
 filter share a batch, and each gets exactly what it would have got alone: the first round
 of ``search.search_hits`` (which asks for more when hits are hidden).
 
-Used when the collection keeps its vectors in Redis (``index --redis-vectors``); items
-whose record has no kept vector (published before) are read from Milvus, in one read.
+The vectors are read from Redis when the collection keeps them there (``index
+--redis-vectors``), else from Milvus: in one read for the batch, after one Redis read that
+tells which of the items are ready.
 """
 
 from __future__ import annotations

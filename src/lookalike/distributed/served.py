@@ -160,20 +160,15 @@ class ServedCollection:
         threshold: float | None = None,
         where: Where | None = None,
     ) -> list[Hit]:
-        """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready:
-        checked with its vector when Redis keeps it, else with the hits' records)."""
-        if self.redis_vectors:  # the first round batched with the concurrent requests'
-            first = self._similar(item_id, first_limit(k, [item_id]), expression(None, where)[0])
-            if first is None:
-                raise ItemNotFound(f"no item with id {item_id!r}")
-            return search_hits(
-                self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
-                exclude=[item_id], first=first,
-            )  # fmt: skip
-        vec = item_vector(self.milvus, item_id)
-        return self.search_vector(
-            vec, k, threshold=threshold, where=where, exclude=[item_id], require=item_id
-        )
+        """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready).
+        The first round is answered with the concurrent requests' (``batched.py``)."""
+        first = self._similar(item_id, first_limit(k, [item_id]), expression(None, where)[0])
+        if first is None:
+            raise ItemNotFound(f"no item with id {item_id!r}")
+        return search_hits(
+            self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
+            exclude=[item_id], first=first,
+        )  # fmt: skip
 
     def item_vector(self, item_id: str) -> np.ndarray:
         """A ready item's stored vector as a 1-row query (else ItemNotFound): from Redis
