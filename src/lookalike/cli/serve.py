@@ -132,11 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from ..server.gcpause import FreezeAfterWarmup, freeze_now
         from ..server.protocol import json_http_protocol
 
         print(f"lookalike: serving {what} on http://{args.host}:{args.port}/", file=sys.stderr)
+        freeze_now()  # what the start made lives as long as the server: see gcpause.py
         uvicorn.run(
-            app,
+            FreezeAfterWarmup(app),
             host=args.host,
             port=args.port,
             log_level="warning" if args.verbose == 0 else "info",
