@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..store import milvus_wire as wire
 from ..store.coalesce import Coalescer
 from .search import Round
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ..store.milvus import MilvusVectors
     from ..store.redis_meta import RedisMetadata
 
-__all__ = ["SimilarBatches"]
+__all__ = ["SimilarBatches", "stored_rows"]
 
 
 class SimilarBatches:
@@ -52,7 +53,7 @@ class SimilarBatches:
     def _run(self, key: Hashable, ids: list[str]) -> list[Round | None]:
         assert isinstance(key, tuple)
         limit, expr = key
-        rows = self._query_rows(list(dict.fromkeys(ids)))
+        rows = stored_rows(self.milvus, self.redis, list(dict.fromkeys(ids)))
         queries = list(rows)
         if not queries:
             return [None] * len(ids)
@@ -65,20 +66,16 @@ class SimilarBatches:
         }
         return [rounds.get(i) for i in ids]
 
-    def _query_rows(self, ids: list[str]) -> dict[str, np.ndarray]:
-        """The stored rows of the ready ids among ``ids``: kept in Redis, else from Milvus."""
-        dtype = np.uint8 if self.milvus.binary else np.float32
-        width = self.milvus.dim // 8 if self.milvus.binary else self.milvus.dim
-        size = width * np.dtype(dtype).itemsize
-        rows: dict[str, np.ndarray] = {}
-        older = []  # ready, without a kept vector
-        for item_id, (ready, raw) in zip(ids, self.redis.vectors(ids), strict=True):
-            if not ready:
-                continue
-            if raw is not None and len(raw) == size:
-                rows[item_id] = np.frombuffer(raw, dtype=dtype)
-            else:
-                older.append(item_id)
-        if older:
-            rows |= self.milvus.vectors_of(older)
-        return {i: rows[i] for i in ids if i in rows}  # in the order asked
+
+def stored_rows(
+    milvus: MilvusVectors, redis: RedisMetadata, ids: list[str]
+) -> dict[str, np.ndarray]:
+    """The stored rows of the ready ids among ``ids``, in their order: kept in Redis, else
+    (published before the vectors were kept, or without ``--redis-vectors``) from Milvus."""
+    states = redis.vectors(ids)
+    ready = [i for i, (ok, _) in zip(ids, states, strict=True) if ok]
+    rows = wire.kept_rows(ready, [raw for ok, raw in states if ok], milvus.dim, milvus.binary)
+    older = [i for i in ready if i not in rows]
+    if older:
+        rows |= milvus.vectors_of(older)
+    return {i: rows[i] for i in ready if i in rows}

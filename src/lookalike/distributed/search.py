@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..errors import InvalidInput, ItemNotFound
+from ..errors import InvalidInput
 from ..search.hits import Hit
 
 if TYPE_CHECKING:
@@ -90,13 +90,11 @@ def search_hits(
     label: str | None = None,
     where: Where | None = None,
     exclude: Sequence[str] = (),
-    require: str | None = None,
     first: Round | None = None,
 ) -> list[Hit]:
-    """The best ``k`` ready items for the query row ``vec`` (1 x dim). ``require`` is an id
-    that must be ready (else ItemNotFound), checked in the same round trip as the hits.
-    ``first`` is the first round's answer when it was already read (``batched.py``: Milvus
-    asked for ``first_limit(k, exclude)`` with the same filter)."""
+    """The best ``k`` ready items for the query row ``vec`` (1 x dim). ``first`` is the first
+    round's answer when it was already read (``batched.py``: Milvus asked for
+    ``first_limit(k, exclude)`` with the same filter)."""
     expr, rest = expression(label, where)
     skip = set(exclude)
     limit = first_limit(k, exclude)
@@ -109,13 +107,9 @@ def search_hits(
         else:
             found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
             ids = [i for i, _ in found if i not in skip]
-            items = meta.get(([require] if require is not None else []) + ids)
+            items = meta.get(ids)
         hits: list[Hit] = []
         scores = {i: s for i, s in found}
-        if require is not None:
-            if items.pop(0) is None:
-                raise ItemNotFound(f"no item with id {require!r}")
-            require = None
         for item_id, item in zip(ids, items, strict=True):
             score = scores[item_id]
             if threshold is not None and score < threshold:
@@ -142,11 +136,3 @@ def _hit(rank: int, item: Item, score: float) -> Hit:
         url=item.url,
         metadata=item.metadata,
     )
-
-
-def item_vector(milvus: MilvusVectors, item_id: str) -> np.ndarray:
-    """The stored vector of ``item_id`` as a 1-row query (ItemNotFound if Milvus has none)."""
-    rows = milvus.vectors_of([item_id])
-    if item_id not in rows:
-        raise ItemNotFound(f"no item with id {item_id!r}")
-    return np.atleast_2d(rows[item_id])

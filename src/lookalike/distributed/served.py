@@ -25,11 +25,11 @@ import numpy as np
 
 from ..errors import BackendMismatch, CollectionNotFound, InvalidInput, ItemExists, ItemNotFound
 from ..search.hits import Hit
-from .batched import SimilarBatches
+from .batched import SimilarBatches, stored_rows
 from .config import RemoteSpec, open_milvus, open_redis
 from .fences import RedisFence
 from .publisher import stored_bytes
-from .search import expression, first_limit, item_vector, search_hits
+from .search import expression, first_limit, search_hits
 
 if TYPE_CHECKING:
     from ..models.embedders.base import Embedder
@@ -145,11 +145,10 @@ class ServedCollection:
         label: str | None = None,
         where: Where | None = None,
         exclude: Sequence[str] = (),
-        require: str | None = None,
     ) -> list[Hit]:
         return search_hits(
             self.milvus, self.redis, vec, k, threshold=threshold, label=label, where=where,
-            exclude=exclude, require=require,
+            exclude=exclude,
         )  # fmt: skip
 
     def similar(
@@ -173,17 +172,10 @@ class ServedCollection:
     def item_vector(self, item_id: str) -> np.ndarray:
         """A ready item's stored vector as a 1-row query (else ItemNotFound): from Redis
         when it keeps it (one round trip, no Milvus call), else from Milvus."""
-        if self.redis_vectors:
-            ready, raw = self.redis.vector(item_id)
-            if not ready:
-                raise ItemNotFound(f"no item with id {item_id!r}")
-            dtype = np.uint8 if self.binary else np.float32
-            if raw is not None and len(raw) == self.width * np.dtype(dtype).itemsize:
-                return np.frombuffer(raw, dtype=dtype).reshape(1, self.width)
-            # published before the vectors were kept, or by an older lookalike: Milvus has it
-        else:
-            self.get(item_id)  # a ready item, else ItemNotFound
-        return item_vector(self.milvus, item_id)
+        rows = stored_rows(self.milvus, self.redis, [item_id])
+        if item_id not in rows:
+            raise ItemNotFound(f"no item with id {item_id!r}")
+        return rows[item_id].reshape(1, -1)
 
     def info(self) -> dict[str, Any]:
         return {
