@@ -100,14 +100,11 @@ def search_hits(
     limit = first_limit(k, exclude)
     while True:
         if first is not None:
-            found, known = first.found, first.records
-            ids = [i for i, _ in found if i not in skip]
-            items = [known.get(i) for i in ids]
-            first = None
+            found, known, first = first.found, first.records, None
         else:
-            found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
-            ids = [i for i, _ in found if i not in skip]
-            items = meta.get(ids)
+            found, known = milvus.search(np.atleast_2d(vec), limit, expr)[0], None
+        ids = [i for i, _ in found if i not in skip]
+        items = [known.get(i) for i in ids] if known is not None else meta.get(ids)
         hits: list[Hit] = []
         scores = {i: s for i, s in found}
         for item_id, item in zip(ids, items, strict=True):
