@@ -384,7 +384,7 @@ def test_server_ivf_sq8_reranks_its_shortlist_to_exact_scores(
     info = store.info()
     assert (info["milvus_index"], info["params"]) == ("IVF_SQ8", {"nlist": 32, "nprobe": 8})
     assert info["count"] == 5000 and info["deployment"] == "server"
-    assert info["rerank"] == "exact, shortlist 2k+10"
+    assert info["rerank"] == "exact, shortlist 3k"  # untuned: the longest
     hits = store.search(queries, 10)
     rows = [[int(item.split("-")[1]) for item, _ in row] for row in hits]
     # every score is the exact cosine (8-bit codes alone are off by ~1e-3), best first
@@ -566,5 +566,5 @@ def test_only_ivf_sq8_reranks_and_info_says_so() -> None:
     info = {"store": "Milvus http://h:19530 (c)", "count": 5, **sq8.describe()}
     assert remote_lines(info)[1:] == [
         "            ivf-sq8 (IVF_SQ8, nlist=512, nprobe=16), 5 vectors",
-        "            re-ranked by exact scores (shortlist 2k+10)",
+        "            re-ranked by exact scores (shortlist 3k)",
     ]

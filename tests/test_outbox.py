@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from lookalike.distributed.tuning import tune_search
+from lookalike.errors import InvalidInput
 from lookalike.store import outbox
 from lookalike.store.catalog import Catalog, Item
-from lookalike.store.milvus_index import plan_index
+from lookalike.store.milvus_index import adopt_index, plan_index
 
 
 def _item(item_id: str, slot: int, label: str | None = None) -> Item:
@@ -72,3 +73,50 @@ def test_the_tuning_stops_where_more_lists_gain_nothing() -> None:
     recall_at = {4: 0.90, 8: 0.93, 16: 0.94, 32: 0.94, 64: 0.94}
     assert tune_search(plan, lambda: recall_at[plan.search["nprobe"]], 0.95, ()) == 0.94
     assert plan.search["nprobe"] == 16  # the quantised codes cap it: 32 would only cost time
+
+
+def test_a_rerank_shortlist_is_cut_to_the_fewest_candidates_that_reach_the_target() -> None:
+    plan = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 16}, binary=False, lite=False)
+    recall_at = {11: 0.90, 12: 0.93, 14: 0.96, 16: 0.99, 20: 1.0, 30: 1.0}
+    tried: list[dict[str, int]] = []
+
+    def measure() -> float:
+        tried.append(dict(plan.search))
+        return recall_at[plan.search["shortlist"]]
+
+    plan.search["shortlist"] = 12  # an earlier tuning's: the knob is tuned with the longest
+    assert tune_search(plan, measure, 0.95, ()) == 0.96
+    assert tried[0] == {"nprobe": 16, "shortlist": 30}
+    assert [t["shortlist"] for t in tried[1:]] == [11, 12, 14]
+    assert plan.search == {"nprobe": 16, "shortlist": 14}
+    assert (plan.shortlist(10), plan.shortlist(11), plan.shortlist(1), plan.shortlist(100)) == (
+        14, 15, 14, 140,
+    )  # fmt: skip
+    assert plan.search_params(15)["params"] == {"nprobe": 16}  # Milvus never sees it
+    assert plan.params() == {"nlist": 512, "nprobe": 16}
+    assert plan.describe()["rerank"] == "exact, shortlist 1.4k"
+
+    # the longest short of the target: the fewest candidates that match its recall
+    short = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 16}, binary=False, lite=False)
+    capped = {11: 0.88, 12: 0.91, 14: 0.92, 16: 0.92, 20: 0.92, 30: 0.92}
+    assert tune_search(short, lambda: capped[short.search["shortlist"]], 0.95, {"nprobe"}) == 0.92
+    assert short.search == {"nprobe": 16, "shortlist": 14}
+    # a shortlist the indexer stored and gave: kept as it is
+    given = plan_index("ivf-sq8", {"nprobe": 16, "shortlist": 20}, binary=False, lite=False)
+    assert tune_search(given, lambda: 1.0, 0.95, {"shortlist"}) == 1.0
+    assert given.search["shortlist"] == 20
+
+
+def test_replicas_take_the_stored_shortlist_and_indexes_without_a_rerank_have_none() -> None:
+    stored = {"nprobe": 32, "shortlist": 12}  # what the indexer keeps in Redis ("search")
+    sq8 = adopt_index({"index_type": "IVF_SQ8", "nlist": "512"}, stored, binary=False)
+    assert sq8.search == stored and sq8.shortlist(10) == 12
+    fresh = adopt_index({"index_type": "IVF_SQ8", "nlist": "512"}, {}, binary=False)
+    assert fresh.search == {"nprobe": 16, "shortlist": 30}  # before any tuning
+    assert plan_index("auto", stored, binary=False, lite=False).search == {"ef": 64}
+    for kind, knobs in (("hnsw", {"ef": 64}), ("ivf-flat", {"nprobe": 16})):
+        plan = plan_index(kind, {"shortlist": 12}, binary=False, lite=False)
+        assert plan.search == knobs and plan.shortlist(10) == 10
+    for bad in (5, 1001, "many"):
+        with pytest.raises(InvalidInput, match="shortlist"):
+            plan_index("ivf-sq8", {"shortlist": bad}, binary=False, lite=False)

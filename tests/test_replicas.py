@@ -23,6 +23,9 @@ pytest.importorskip("pymilvus", reason="distributed mode needs the milvus extra"
 pytest.importorskip("redis", reason="distributed mode needs the redis extra")
 pytest.importorskip("fastapi", reason="the replicas need the server extra")
 
+from lookalike.distributed.config import RemoteSpec  # noqa: E402
+from lookalike.distributed.served import ServedCollection  # noqa: E402
+from lookalike.store.milvus_index import SHORTLIST_STEPS  # noqa: E402
 from lookalike.store.redis_meta import RedisMetadata  # noqa: E402
 
 
@@ -98,9 +101,19 @@ def replicas(
 
 
 def test_two_replicas_share_adds_removals_and_id_claims(
-    replicas: tuple[str, str, dict[str, str]], photos: Path
+    replicas: tuple[str, str, dict[str, str]], photos: Path, milvus_server: Any
 ) -> None:
-    url_a, url_b, _ = replicas
+    url_a, url_b, names = replicas
+    # a replica searches with the knobs the indexer tuned: nprobe and the re-rank's shortlist
+    tuned = RedisMetadata(names["redis"]).info()["recall"]["search"]
+    assert tuned["nprobe"] == 8 and tuned["shortlist"] in SHORTLIST_STEPS
+    served = ServedCollection(
+        RemoteSpec.parse(milvus_server.uri, names["collection"], metadata_uri=names["redis"])
+    )
+    try:
+        assert served.milvus.plan.search == tuned
+    finally:
+        served.close()
     data = (photos / "dress" / "1000.jpg").read_bytes()
     files = {"files": ("n.jpg", data)}
     added = httpx.post(url_a + "/items", files=files, data={"ids": ["new/1"]}, timeout=30)

@@ -1,6 +1,10 @@
 """Milvus' search knob tuned to a recall target, as the embedded store tunes its own: recall@10
 is measured against exact search over the folder's vectors, and ``nprobe`` (IVF) or ``ef``
-(HNSW) doubled until it reaches the target. A knob the user gave is kept as given."""
+(HNSW) doubled until it reaches the target. A knob the user gave is kept as given.
+
+A re-ranking index (IVF_SQ8) is tuned with its longest shortlist; then the shortlist is cut to
+the fewest candidates that still reach the target (or the longest's recall, when it falls
+short): each candidate's raw vector is sent per query, by Milvus or Redis, and re-scored."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..store.milvus_index import SHORTLIST_STEPS
 
 if TYPE_CHECKING:
     from ..store.milvus_index import IndexPlan
@@ -21,7 +27,25 @@ def tune_search(
     plan: IndexPlan, measure: Callable[[], float], target: float, pinned: Collection[str]
 ) -> float:
     """Raise the plan's search knob (in place) until ``measure()`` reaches ``target``, unless
-    the knob is ``pinned``; returns the last recall measured."""
+    the knob is ``pinned``, then cut a re-rank's shortlist; returns the recall of the plan's
+    final setting."""
+    if "shortlist" not in plan.search or "shortlist" in pinned:
+        return _tune_knob(plan, measure, target, pinned)
+    plan.search["shortlist"] = SHORTLIST_STEPS[-1]
+    recall = _tune_knob(plan, measure, target, pinned)
+    goal = min(target, recall)
+    for step in SHORTLIST_STEPS[:-1]:
+        plan.search["shortlist"] = step
+        cut = measure()
+        if cut >= goal:
+            return cut
+    plan.search["shortlist"] = SHORTLIST_STEPS[-1]
+    return recall
+
+
+def _tune_knob(
+    plan: IndexPlan, measure: Callable[[], float], target: float, pinned: Collection[str]
+) -> float:
     recall = measure()
     knob = next((k for k in ("nprobe", "ef") if k in plan.search), None)
     if knob is None or knob in pinned:

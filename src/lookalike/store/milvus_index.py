@@ -20,7 +20,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
 
 from lookalike.errors import BackendMismatch, InvalidInput
-from lookalike.store.ann import AnnStore as Ann
 
 KINDS = ("flat", "ivf-flat", "ivf-sq8", "hnsw", "auto")
 LITE_KINDS = {False: ("flat", "ivf-flat", "auto"), True: ("flat", "auto")}
@@ -37,6 +36,11 @@ EXPR_IDS = 1000  # ids per "id in [...]"
 MAX_ID = 1024  # bytes, the VARCHAR max_length of id and label
 BATCH_ROWS = 2000  # rows per upsert request
 BATCH_BYTES = 16 << 20  # about this many bytes per upsert request (gRPC takes 64 MiB)
+# A re-ranking index's shortlist: candidates per 10 results (as the embedded store's LSH
+# counts it). Searched with the most, then tuned down to the fewest that reach the recall
+# target (tuning.py): each candidate's raw vector travels from Milvus or Redis per query.
+SHORTLIST = 30  # 2k+10 at k=10
+SHORTLIST_STEPS = (11, 12, 14, 16, 20, 30)
 _FLOAT_TYPES = {"flat": "FLAT", "ivf-flat": "IVF_FLAT", "ivf-sq8": "IVF_SQ8", "hnsw": "HNSW"}
 _BINARY_TYPES = {"flat": "BIN_FLAT", "ivf-flat": "BIN_IVF_FLAT"}
 _OUR_NAMES = {"FLAT": "flat", "BIN_FLAT": "flat", "IVF_FLAT": "ivf-flat", "HNSW": "hnsw"}
@@ -56,7 +60,7 @@ class IndexPlan:
 
     def search_params(self, k: int) -> dict[str, Any]:
         """Milvus search params for top ``k`` (HNSW's ef is raised to k when smaller)."""
-        params: dict[str, Any] = dict(self.search)
+        params: dict[str, Any] = {n: v for n, v in self.search.items() if n != "shortlist"}
         if "ef" in params:
             params["ef"] = max(int(params["ef"]), k)
         return {"metric_type": self.metric, "params": params}
@@ -68,8 +72,11 @@ class IndexPlan:
         return self.milvus_type == "IVF_SQ8" if self.rerank is None else self.rerank
 
     def shortlist(self, k: int) -> int:
-        """Candidates fetched for a top ``k`` (as many as the embedded store re-ranks)."""
-        return min(MAX_K, Ann.shortlist_factor * k + Ann.shortlist_extra) if self.reranks else k
+        """Candidates fetched for a top ``k``: ``shortlist`` per 10 results when re-ranking."""
+        if not self.reranks:
+            return k
+        per_10 = int(self.search.get("shortlist", SHORTLIST))
+        return min(MAX_K, max(k + 1, per_10 * max(k, 10) // 10))
 
     def query_batch(self, k: int, dim: int, vectors: bool = True) -> int:
         """Query vectors per request: fewer when answers carry their shortlist's vectors
@@ -80,10 +87,14 @@ class IndexPlan:
 
     def describe(self) -> dict[str, Any]:
         out = {"type": self.kind, "milvus_index": self.milvus_type, "params": self.params()}
-        return out | ({"rerank": "exact, shortlist 2k+10"} if self.reranks else {})
+        if not self.reranks:
+            return out
+        per_10 = int(self.search.get("shortlist", SHORTLIST))
+        return out | {"rerank": f"exact, shortlist {per_10 / 10:g}k"}
 
     def params(self) -> dict[str, int]:
-        return {**self.build, **self.search}
+        """The index's knobs (the shortlist is the re-rank's: see ``describe``)."""
+        return {**self.build, **{n: v for n, v in self.search.items() if n != "shortlist"}}
 
 
 def metric_for(binary: bool) -> str:
@@ -91,7 +102,7 @@ def metric_for(binary: bool) -> str:
 
 
 def _knob_value(name: str, value: Any) -> int:
-    low, high = KNOBS[name][1], KNOBS[name][2]
+    low, high = (SHORTLIST_STEPS[0], 1000) if name == "shortlist" else KNOBS[name][1:]
     if isinstance(value, bool) or not isinstance(value, int | str):
         value = repr(value)  # refused below
     number = int(value) if isinstance(value, int) or value.strip().isdigit() else None
@@ -106,6 +117,8 @@ def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: 
     """Validate ``kind`` and ``params`` for this target and vector type; InvalidInput (one
     line) for what it cannot do."""
     params = dict(params or {})
+    # the re-rank's shortlist: tuned and stored by the indexer, not an index knob
+    shortlist = _knob_value("shortlist", params.pop("shortlist")) if "shortlist" in params else None
     if kind not in KINDS:
         raise InvalidInput(f"unknown Milvus index {kind!r}; choose one of {', '.join(KINDS)}")
     vectors = "a hamming collection" if binary else "a cosine collection"
@@ -147,7 +160,10 @@ def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: 
         milvus_type = "AUTOINDEX"
     else:
         milvus_type = (_BINARY_TYPES if binary else _FLOAT_TYPES)[resolved]
-    return IndexPlan(resolved, milvus_type, metric_for(binary), build, search)
+    plan = IndexPlan(resolved, milvus_type, metric_for(binary), build, search)
+    if plan.reranks:
+        plan.search["shortlist"] = shortlist or SHORTLIST
+    return plan
 
 
 def adopt_index(
@@ -178,7 +194,13 @@ def adopt_index(
     elif milvus_type == "HNSW":
         search["ef"] = _knob_value("ef", given["ef"]) if "ef" in given else KNOBS["ef"][0]
     metric = str(description.get("metric_type", metric_for(binary)))
-    return IndexPlan(kind, milvus_type, metric, build, search)
+    plan = IndexPlan(kind, milvus_type, metric, build, search)
+    if plan.reranks:
+        given_list = given.get("shortlist")
+        plan.search["shortlist"] = (
+            SHORTLIST if given_list is None else _knob_value("shortlist", given_list)
+        )
+    return plan
 
 
 FIELDS = ("id", "vector", "label", "meta")
