@@ -28,6 +28,7 @@ Everything runs on 127.0.0.1: redis-server (Debian's) and the Milvus server (PyP
 ``milvus==2.3.5``) are started here and stopped at the end.
 
     python benchmarks/backends.py [--items 200000] [--dim 512] [--clients 16] [--seconds 10]
+        [--parts vectors,clothing,serving] [--served ivf-sq8,hnsw]
 """
 
 from __future__ import annotations
@@ -223,6 +224,11 @@ def main() -> int:
         "--parts",
         default="vectors,clothing,serving",
         help="which parts to run (serving still builds the embedded folder of the vectors)",
+    )
+    ap.add_argument(
+        "--served",
+        default="ivf-sq8,hnsw",
+        help="the Milvus indexes the serving part publishes and serves",
     )
     a = ap.parse_args()
     parts = set(a.parts.split(","))

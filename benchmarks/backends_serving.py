@@ -152,6 +152,8 @@ def part_serving(
         done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
         print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
         for db, (index, params) in enumerate(SERVED):
+            if index not in a.served.split(","):
+                continue
             served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
             shutil.copytree(folder, served)
             uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy

@@ -55,11 +55,22 @@ def test_collections_without_a_remote_store_queue_nothing(tmp_path: Path) -> Non
     catalog.close()
 
 
-def test_the_search_knob_doubles_until_the_target_unless_pinned() -> None:
+def test_the_search_knob_doubles_from_its_smallest_until_the_target_unless_pinned() -> None:
     plan = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 4}, binary=False, lite=False)
-    recall_at = {4: 0.80, 8: 0.90, 16: 0.96, 32: 0.99}
+    recall_at = {1: 0.5, 2: 0.7, 4: 0.80, 8: 0.90, 16: 0.96, 32: 0.99}
     assert tune_search(plan, lambda: recall_at[plan.search["nprobe"]], 0.95, ()) == 0.96
     assert plan.search["nprobe"] == 16
+    # easy data: fewer lists than the default already reach it, and fewer neighbours in HNSW
+    easy = plan_index("ivf-flat", None, binary=False, lite=False)
+    assert easy.search["nprobe"] == 16
+    recall_at = {1: 0.90, 2: 0.96, 4: 0.99, 8: 1.0, 16: 1.0}
+    assert tune_search(easy, lambda: recall_at[easy.search["nprobe"]], 0.95, ()) == 0.96
+    assert easy.search["nprobe"] == 2
+    hnsw = plan_index("hnsw", None, binary=False, lite=False)
+    assert hnsw.search["ef"] == 64
+    recall_at = {16: 0.93, 32: 0.97, 64: 0.99}
+    assert tune_search(hnsw, lambda: recall_at[hnsw.search["ef"]], 0.95, ()) == 0.97
+    assert hnsw.search["ef"] == 32
     pinned = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 4}, binary=False, lite=False)
     assert tune_search(pinned, lambda: 0.5, 0.95, {"nprobe"}) == 0.5
     assert pinned.search["nprobe"] == 4
@@ -70,7 +81,7 @@ def test_the_search_knob_doubles_until_the_target_unless_pinned() -> None:
 
 def test_the_tuning_stops_where_more_lists_gain_nothing() -> None:
     plan = plan_index("ivf-sq8", {"nlist": 512, "nprobe": 4}, binary=False, lite=False)
-    recall_at = {4: 0.90, 8: 0.93, 16: 0.94, 32: 0.94, 64: 0.94}
+    recall_at = {1: 0.70, 2: 0.85, 4: 0.90, 8: 0.93, 16: 0.94, 32: 0.94, 64: 0.94}
     assert tune_search(plan, lambda: recall_at[plan.search["nprobe"]], 0.95, ()) == 0.94
     assert plan.search["nprobe"] == 16  # the quantised codes cap it: 32 would only cost time
 
@@ -82,18 +93,19 @@ def test_a_rerank_shortlist_is_cut_to_the_fewest_candidates_that_reach_the_targe
 
     def measure() -> float:
         tried.append(dict(plan.search))
-        return recall_at[plan.search["shortlist"]]
+        lists = {1: 0.5, 2: 0.8}.get(plan.search["nprobe"], 1.0)
+        return lists * recall_at[plan.search["shortlist"]]
 
     plan.search["shortlist"] = 12  # an earlier tuning's: the knob is tuned with the longest
     assert tune_search(plan, measure, 0.95, ()) == 0.96
-    assert tried[0] == {"nprobe": 16, "shortlist": 30}
-    assert [t["shortlist"] for t in tried[1:]] == [11, 12, 14]
-    assert plan.search == {"nprobe": 16, "shortlist": 14}
+    assert [t["nprobe"] for t in tried[:3]] == [1, 2, 4]
+    assert [t["shortlist"] for t in tried] == [30, 30, 30, 11, 12, 14]
+    assert plan.search == {"nprobe": 4, "shortlist": 14}
     assert (plan.shortlist(10), plan.shortlist(11), plan.shortlist(1), plan.shortlist(100)) == (
         14, 15, 14, 140,
     )  # fmt: skip
-    assert plan.search_params(15)["params"] == {"nprobe": 16}  # Milvus never sees it
-    assert plan.params() == {"nlist": 512, "nprobe": 16}
+    assert plan.search_params(15)["params"] == {"nprobe": 4}  # Milvus never sees it
+    assert plan.params() == {"nlist": 512, "nprobe": 4}
     assert plan.describe()["rerank"] == "exact, shortlist 1.4k"
 
     # the longest short of the target: the fewest candidates that match its recall

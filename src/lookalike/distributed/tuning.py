@@ -1,6 +1,8 @@
 """Milvus' search knob tuned to a recall target, as the embedded store tunes its own: recall@10
-is measured against exact search over the folder's vectors, and ``nprobe`` (IVF) or ``ef``
-(HNSW) doubled until it reaches the target. A knob the user gave is kept as given.
+is measured against exact search over the folder's vectors, and ``nprobe`` (IVF, from 1) or
+``ef`` (HNSW, from 16) doubled from its smallest value until it reaches the target: every
+list probed or candidate visited costs Milvus time on every query. A knob the user gave is
+kept as given.
 
 A re-ranking index (IVF_SQ8) is tuned with its longest shortlist; then the shortlist is cut to
 the fewest candidates that still reach the target (or the longest's recall, when it falls
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 RECALL_TARGET = 0.95
 EF_MAX = 4096
+LOWEST = {"nprobe": 1, "ef": 16}  # where the tuning starts
 GAIN = 0.002  # a doubling that gains less recall than this stops the tuning
 
 
@@ -46,11 +49,12 @@ def tune_search(
 def _tune_knob(
     plan: IndexPlan, measure: Callable[[], float], target: float, pinned: Collection[str]
 ) -> float:
-    recall = measure()
     knob = next((k for k in ("nprobe", "ef") if k in plan.search), None)
     if knob is None or knob in pinned:
-        return recall
+        return measure()
     top = int(plan.build.get("nlist", EF_MAX)) if knob == "nprobe" else EF_MAX
+    plan.search[knob] = min(top, LOWEST[knob])
+    recall = measure()
     best, best_recall = int(plan.search[knob]), recall
     while recall < target and int(plan.search[knob]) < top:
         plan.search[knob] = min(top, int(plan.search[knob]) * 2)
