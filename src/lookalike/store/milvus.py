@@ -28,9 +28,11 @@ from lookalike.store.coalesce import Coalescer
 from lookalike.store.milvus_client import (
     Fence,
     KeptVectors,
+    is_expr_error,
     new_client,
     read_options,
     record_write,
+    unavailable_detail,
 )
 from lookalike.store.milvus_index import (
     EXPR_IDS,
@@ -45,12 +47,10 @@ from lookalike.store.milvus_index import (
     chunks,
     first_line,
     id_expr,
-    is_expr_error,
     make_schema,
     plan_index,
     row_batches,
     split_credentials,
-    unavailable_detail,
 )
 from lookalike.store.milvus_upkeep import MilvusError, MilvusUpkeep
 from lookalike.store.milvus_write import write_rows

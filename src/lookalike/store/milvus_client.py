@@ -1,5 +1,5 @@
-"""Making a pymilvus client (imported lazily), quietly; the read-fence protocol, and where
-else a re-rank may read a shortlist's raw vectors."""
+"""Making a pymilvus client (imported lazily), quietly; reading its errors; the read-fence
+protocol, and where else a re-rank may read a shortlist's raw vectors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lookalike.errors import MissingDependency
+from lookalike.store.milvus_index import first_line
 
 
 class Fence(Protocol):
@@ -82,3 +83,41 @@ def read_options(fence: Fence | None, lite: bool) -> dict[str, Any]:
     if fence is None or lite:
         return {}
     return {"consistency_level": "Customized", "guarantee_timestamp": max(1, fence.read())}
+
+
+def is_expr_error(exc: BaseException) -> bool:
+    """Whether Milvus refused a filter expression (bad syntax, unknown field...)."""
+    low = str(getattr(exc, "message", "") or exc).lower()
+    return any(w in low for w in ("expr", "parse", "cannot", "field"))
+
+
+# words of pymilvus errors that mean "not reachable now" (and so ServiceUnavailable)
+UNAVAILABLE = (
+    "refused",
+    "fail connecting",
+    "failed to connect",
+    "unavailable",
+    "deadline",
+    "timeout",
+    "timed out",
+    "channel not available",
+    "no available shard",
+    "not ready",
+    "not loaded",
+)
+
+
+def unavailable_detail(exc: BaseException, action: str, timeout: float) -> str | None:
+    """The short reason when ``exc`` means Milvus cannot be reached now, else None."""
+    message = str(getattr(exc, "message", "") or exc)
+    code = getattr(exc, "code", None)
+    low = f"{message} {code() if callable(code) else code}".lower()
+    if not any(word in low for word in UNAVAILABLE):
+        return None
+    if "connection refused" in low:
+        return "connection refused"
+    if "fail connecting" in low:
+        return f"no connection within {timeout:g} s"
+    if any(w in low for w in ("deadline", "timeout", "timed out")):
+        return f"no answer within {timeout:g} s ({action})"
+    return first_line(message)

@@ -333,44 +333,6 @@ def as_vectors(vectors: np.ndarray, what: str, *, binary: bool, dim: int) -> np.
     return np.ascontiguousarray(array, dtype=np.uint8 if binary else np.float32)
 
 
-def is_expr_error(exc: BaseException) -> bool:
-    """Whether Milvus refused a filter expression (bad syntax, unknown field...)."""
-    low = str(getattr(exc, "message", "") or exc).lower()
-    return any(w in low for w in ("expr", "parse", "cannot", "field"))
-
-
-# words of pymilvus errors that mean "not reachable now" (and so ServiceUnavailable)
-UNAVAILABLE = (
-    "refused",
-    "fail connecting",
-    "failed to connect",
-    "unavailable",
-    "deadline",
-    "timeout",
-    "timed out",
-    "channel not available",
-    "no available shard",
-    "not ready",
-    "not loaded",
-)
-
-
-def unavailable_detail(exc: BaseException, action: str, timeout: float) -> str | None:
-    """The short reason when ``exc`` means Milvus cannot be reached now, else None."""
-    message = str(getattr(exc, "message", "") or exc)
-    code = getattr(exc, "code", None)
-    low = f"{message} {code() if callable(code) else code}".lower()
-    if not any(word in low for word in UNAVAILABLE):
-        return None
-    if "connection refused" in low:
-        return "connection refused"
-    if "fail connecting" in low:
-        return f"no connection within {timeout:g} s"
-    if any(w in low for w in ("deadline", "timeout", "timed out")):
-        return f"no answer within {timeout:g} s ({action})"
-    return first_line(message)
-
-
 def make_schema(*, binary: bool, dim: int) -> Any:
     """Our collection schema: id (VARCHAR primary key), vector, label, meta (JSON)."""
     from pymilvus import DataType, MilvusClient
