@@ -29,9 +29,9 @@ GAIN = 0.002  # a doubling that gains less recall than this stops the tuning
 def tune_search(
     plan: IndexPlan, measure: Callable[[], float], target: float, pinned: Collection[str]
 ) -> float:
-    """Raise the plan's search knob (in place) until ``measure()`` reaches ``target``, unless
-    the knob is ``pinned``, then cut a re-rank's shortlist; returns the recall of the plan's
-    final setting."""
+    """Set the plan's search knob (in place) to its smallest value, doubled until
+    ``measure()`` reaches ``target`` (unless the knob is ``pinned``), then cut a re-rank's
+    shortlist; returns the recall of the plan's final setting."""
     if "shortlist" not in plan.search or "shortlist" in pinned:
         return _tune_knob(plan, measure, target, pinned)
     plan.search["shortlist"] = SHORTLIST_STEPS[-1]
