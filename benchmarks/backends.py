@@ -111,6 +111,13 @@ def row(name: str, build: float, result: tuple[float, float, float]) -> str:
 HEADER = f"  {'store':<34} {'build s':>9} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}"
 
 
+def knobs_of(store: MilvusVectors) -> str:
+    """The index's knobs and the search's (a re-rank's shortlist included), for a row."""
+    return ", ".join(
+        f"{k}={v}" for k, v in sorted({**store.plan.build, **store.plan.search}.items())
+    )
+
+
 def bench_milvus(
     uri: str, name: str, index: str, params: dict[str, int], ids: list[str],
     base: np.ndarray, queries: np.ndarray, truth: list[set[str]],
@@ -136,9 +143,7 @@ def bench_milvus(
     build = time.perf_counter() - t0
     settle(None if store.lite else pid)  # not counted in the build: the index answers already
     result = measure(lambda q: [i for i, _ in store.search(q[None], 10)[0]], queries, truth)
-    knobs = ", ".join(
-        f"{k}={v}" for k, v in sorted({**store.plan.params(), **store.plan.search}.items())
-    )
+    knobs = knobs_of(store)
     where = "Milvus Lite" if store.lite else "Milvus server"
     line = row(f"{where} {index} ({knobs})", build, result)
     if store.plan.reranks:  # the same index, answering from its 8-bit codes alone
@@ -160,9 +165,7 @@ def bench_milvus(
 
         tune_search(store.plan, tuning_recall, RECALL_TARGET, pinned=())
         tuned = measure(lambda q: [i for i, _ in store.search(q[None], 10)[0]], queries, truth)
-        knobs = ", ".join(
-            f"{k}={v}" for k, v in sorted({**store.plan.params(), **store.plan.search}.items())
-        )
+        knobs = knobs_of(store)
         line += "\n" + row(f"{where} {index} tuned ({knobs})", build, tuned)
     store.drop()
     store.close()

@@ -60,7 +60,7 @@ class IndexPlan:
 
     def search_params(self, k: int) -> dict[str, Any]:
         """Milvus search params for top ``k`` (HNSW's ef is raised to k when smaller)."""
-        params: dict[str, Any] = {n: v for n, v in self.search.items() if n != "shortlist"}
+        params: dict[str, Any] = self.index_knobs(self.search)
         if "ef" in params:
             params["ef"] = max(int(params["ef"]), k)
         return {"metric_type": self.metric, "params": params}
@@ -75,8 +75,17 @@ class IndexPlan:
         """Candidates fetched for a top ``k``: ``shortlist`` per 10 results when re-ranking."""
         if not self.reranks:
             return k
-        per_10 = int(self.search.get("shortlist", SHORTLIST))
-        return min(MAX_K, max(k + 1, per_10 * max(k, 10) // 10))
+        return min(MAX_K, max(k + 1, self.per_10 * max(k, 10) // 10))
+
+    @property
+    def per_10(self) -> int:
+        """A re-rank's shortlist: candidates per 10 results."""
+        return int(self.search.get("shortlist", SHORTLIST))
+
+    @staticmethod
+    def index_knobs(knobs: dict[str, int]) -> dict[str, int]:
+        """The knobs Milvus' index takes (all but the re-rank's shortlist)."""
+        return {n: v for n, v in knobs.items() if n != "shortlist"}
 
     def query_batch(self, k: int, dim: int, vectors: bool = True) -> int:
         """Query vectors per request: fewer when answers carry their shortlist's vectors
@@ -89,12 +98,11 @@ class IndexPlan:
         out = {"type": self.kind, "milvus_index": self.milvus_type, "params": self.params()}
         if not self.reranks:
             return out
-        per_10 = int(self.search.get("shortlist", SHORTLIST))
-        return out | {"rerank": f"exact, shortlist {per_10 / 10:g}k"}
+        return out | {"rerank": f"exact, shortlist {self.per_10 / 10:g}k"}
 
     def params(self) -> dict[str, int]:
         """The index's knobs (the shortlist is the re-rank's: see ``describe``)."""
-        return {**self.build, **{n: v for n, v in self.search.items() if n != "shortlist"}}
+        return {**self.build, **self.index_knobs(self.search)}
 
 
 def metric_for(binary: bool) -> str:
@@ -117,8 +125,8 @@ def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: 
     """Validate ``kind`` and ``params`` for this target and vector type; InvalidInput (one
     line) for what it cannot do."""
     params = dict(params or {})
-    # the re-rank's shortlist: tuned and stored by the indexer, not an index knob
-    shortlist = _knob_value("shortlist", params.pop("shortlist")) if "shortlist" in params else None
+    shortlist = _given_shortlist(params)
+    params.pop("shortlist", None)
     if kind not in KINDS:
         raise InvalidInput(f"unknown Milvus index {kind!r}; choose one of {', '.join(KINDS)}")
     vectors = "a hamming collection" if binary else "a cosine collection"
@@ -160,9 +168,22 @@ def plan_index(kind: str, params: dict[str, Any] | None, *, binary: bool, lite: 
         milvus_type = "AUTOINDEX"
     else:
         milvus_type = (_BINARY_TYPES if binary else _FLOAT_TYPES)[resolved]
-    plan = IndexPlan(resolved, milvus_type, metric_for(binary), build, search)
+    return _with_shortlist(
+        IndexPlan(resolved, milvus_type, metric_for(binary), build, search), shortlist
+    )
+
+
+def _given_shortlist(params: dict[str, Any]) -> int | None:
+    """The re-rank's shortlist in ``params`` (tuned and stored by the indexer, not an index
+    knob), checked; None when not given."""
+    value = params.get("shortlist")
+    return None if value is None else _knob_value("shortlist", value)
+
+
+def _with_shortlist(plan: IndexPlan, per_10: int | None) -> IndexPlan:
+    """``plan``, with its shortlist (``per_10``, else the longest) when it re-ranks."""
     if plan.reranks:
-        plan.search["shortlist"] = shortlist or SHORTLIST
+        plan.search["shortlist"] = per_10 or SHORTLIST
     return plan
 
 
@@ -194,13 +215,9 @@ def adopt_index(
     elif milvus_type == "HNSW":
         search["ef"] = _knob_value("ef", given["ef"]) if "ef" in given else KNOBS["ef"][0]
     metric = str(description.get("metric_type", metric_for(binary)))
-    plan = IndexPlan(kind, milvus_type, metric, build, search)
-    if plan.reranks:
-        given_list = given.get("shortlist")
-        plan.search["shortlist"] = (
-            SHORTLIST if given_list is None else _knob_value("shortlist", given_list)
-        )
-    return plan
+    return _with_shortlist(
+        IndexPlan(kind, milvus_type, metric, build, search), _given_shortlist(given)
+    )
 
 
 FIELDS = ("id", "vector", "label", "meta")
