@@ -26,7 +26,7 @@ from .errors import (
     ItemNotFound,
     ModelMismatch,
 )
-from .ingest import pipeline
+from .ingest import hashes, pipeline
 from .ingest.decode import DecodeLimits
 from .ingest.filters import stored_filters
 from .ingest.indexer import Indexer
@@ -230,19 +230,18 @@ class Collection:
 
         New and changed files are embedded, unchanged ones (same size and mtime, or content
         hash) not; renamed files keep their vectors; files gone from these sources are
-        removed. ``decode``: "threads" (default) or "processes". The filters of ``limits``
+        removed. ``decode``: "threads" or "processes" (default: threads, processes when the
+        model runs on a GPU). The filters of ``limits``
         (``min_side``, ``max_aspect``) are collection settings: other values than the stored
         ones are stored and re-applied to every item and filtered file.
         """
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         limits = limits or DecodeLimits(**self.filters())
-        if workers is None:
-            workers = pipeline.default_workers(model_uses_cores=not self.binary)
         self.embedder  # noqa: B018 - resolved and checked before the lock (it may record)
         with self._write_lock():
             report = Indexer(
-                self, limits, workers, batch_size, progress, download_options, decode or "threads"
+                self, limits, workers, batch_size, progress, download_options, decode
             ).run(sources)
             self.publish()
             return report
@@ -390,7 +389,7 @@ class Collection:
     def pixel_hashes(self, items: Iterable[Item]) -> dict[str, bytes]:
         """Full-resolution pixel hashes of ``items`` by id: those drafted JPEG decodes lack are
         computed now and saved unless another writer holds the collection."""
-        out, computed = pipeline.pixel_hashes(items, self.catalog.pixel_hash_kind)
+        out, computed = hashes.pixel_hashes(items, self.catalog.pixel_hash_kind)
         if computed and not self.readonly:
             with self._write_lock(wait=False) as got:
                 if got:

@@ -160,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--decode",
-        choices=("threads", "processes"),
+        choices=("threads", "processes", "gpu"),
         default=None,
-        help="decode workers are threads (default: no copying of model inputs) or processes"
-        " (a decoder crash on a hostile file costs only that file)",
+        help="decode workers are threads (default on the CPU: no copying of model inputs),"
+        " processes (default with the model on a GPU; a decoder crash on a hostile file costs"
+        " only that file), or gpu: JPEGs decoded and resized on the GPU (nvJPEG; needs torch"
+        " and torchvision; inexact, see docs/gpu.md)",
     )
     p.add_argument(
         "--batch-size",

@@ -250,6 +250,30 @@ def _decode(data: bytes, limits: DecodeLimits, draft: tuple[int, int] | None) ->
     )
 
 
+def jpeg_header(data: bytes, limits: DecodeLimits = _DEFAULT_LIMITS) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation) of a complete RGB or greyscale JPEG within
+    ``limits``, read from its header alone (nothing decoded); None for anything else (other
+    formats and modes, no end marker, a limit broken, an unreadable header), which
+    :func:`decode_image` then decodes or rejects with its reason. For GPU decoders."""
+    if not data.startswith(b"\xff\xd8\xff") or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                return None
+            width, height = im.size
+            orientation = _orientation(im)
+    except Exception:  # noqa: BLE001 - decode_image reports it
+        return None
+    if not (0 < width * height <= limits.max_megapixels * 1_000_000):
+        return None
+    if filter_problem(width, height, limits) is not None:
+        return None
+    return width, height, orientation
+
+
 def _looks_like_riff_image(data: bytes) -> bool:
     return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
 

@@ -18,6 +18,7 @@ from ..store.catalog import Item, Skipped
 from . import filters, pipeline
 from .checks import BAD_NAME, catalog_text, file_problem, stat_problem
 from .decode import DecodeLimits
+from .hashes import content_hash, file_content_hash
 from .inference import InferenceQueue
 from .report import IndexReport, Target
 
@@ -31,17 +32,17 @@ class Indexer:
         self,
         coll: Target,
         limits: DecodeLimits,
-        workers: int,
+        workers: int | None,
         batch_size: int,
         progress: Callable[[int, int], None] | None,
         download_options: Any,
-        decode: pipeline.DecodeMode = "threads",
+        decode: pipeline.DecodeMode | None = None,
     ) -> None:
         self.coll = coll
-        self.decode: pipeline.DecodeMode = decode
+        self.decode = decode  # None: pipeline.default_decode
         self.cat = coll.catalog
         self.limits = limits
-        self.workers = workers
+        self.workers = workers  # None: pipeline.default_workers, once the model is loaded
         self.batch_size = max(1, batch_size)
         self.progress = progress
         self.download_options = download_options
@@ -230,7 +231,7 @@ class Indexer:
                     remaining.append((e, st))
                     continue
                 try:
-                    digest = pipeline.file_content_hash(str(e.path))
+                    digest = file_content_hash(str(e.path))
                 except OSError:
                     remaining.append((e, st))
                     continue
@@ -268,7 +269,7 @@ class Indexer:
         by_id: dict[str, Any] = {}
         for e in url_entries:
             if e.id is None:
-                e.id = pipeline.content_hash(e.url.encode())[:16]
+                e.id = content_hash(e.url.encode())[:16]
             by_id[e.id] = e
         with self.cat.transaction():
             for res in downloader.fetch_many((e.id, e.url) for e in url_entries):
@@ -288,9 +289,12 @@ class Indexer:
                 self.progress(0, 0)
             return
         emb = self.coll.embedder
-        preparer = emb.preparer()
         emb.load()
-        window = max(4 * self.batch_size, 8 * max(self.workers, 1))
+        preparer = emb.ingest_preparer()
+        workers = self.workers
+        if workers is None:  # where the model runs decides how many cores decoding gets
+            workers = pipeline.default_workers(not emb.binary and not emb.runs_on_gpu)
+        window = max(4 * self.batch_size, 8 * max(workers, 1))
         pending: list[pipeline.Result] = []
         done = 0
         draft = pipeline.index_draft(preparer, emb.binary)
@@ -298,10 +302,11 @@ class Indexer:
             tasks,
             preparer,
             self.limits,
-            workers=self.workers,
+            workers=workers,
             max_in_flight=window,
             draft=draft,
-            mode=self.decode,
+            mode=self.decode or pipeline.default_decode(emb.runs_on_gpu),
+            gpu_device=emb.device.torch_device if emb.runs_on_gpu else None,  # type: ignore[attr-defined]
             pixel_hash_kind=self.cat.pixel_hash_kind,
         )
         # Inference runs in its own thread: see inference.py.

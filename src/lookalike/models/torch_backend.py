@@ -10,8 +10,14 @@ call either in place of its onnxruntime session:
     pruned to the one output we use. Host->device copies go through a reused pinned
     buffer with ``non_blocking`` copies, the output comes back through another. Precision:
     ``"fp32"`` (IEEE float32 convolutions and matmuls: TF32 off, for parity with the CPU),
-    ``"tf32"`` (TF32 tensor cores) or ``"fp16"`` (weights and inputs in half precision).
-    The TF32 switch is process-wide in torch.
+    ``"tf32"`` (TF32 tensor cores), ``"fp16"`` (weights and inputs in half precision) or
+    ``"auto"``: fp16 for float graphs on a GPU, fp32 for rewritten quantized graphs (their
+    emulated int8 rounding needs float32) and on the CPU. A half-precision batch whose output
+    is not finite (an overflow) is run again in fp32, and the runner stays in fp32 from then
+    on (:meth:`TorchRunner.fall_back`). The TF32 switch is process-wide in torch.
+    ``run_pixels`` takes (N, H, W, 3) uint8 pixels and does the preprocessing's last step
+    (the lookup table of ``ImageProcessorSpec.lookup_table``) on the device: a quarter of
+    the bytes to copy, and the same float32 values as on the CPU.
 
 :class:`OrtCudaRunner`
     an onnxruntime session opened with the CUDA provider, run with I/O binding: the
@@ -33,6 +39,7 @@ onnxruntime are imported on first use.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,43 +54,20 @@ from .onnx_rewrite import (
     prune_to_output,
     set_fp32_precision,
 )
+from .parity import check_parity, cosine_similarities, max_normalized_diff
 
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
-Precision = Literal["fp32", "tf32", "fp16"]
+Precision = Literal["fp32", "tf32", "fp16", "auto"]
 QdqMode = Literal["emulate", "drop"]
 
-PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32", "fp16")
+PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32", "fp16", "auto")
 
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
-
-# -- parity --------------------------------------------------------------------------------
-
-
-def _normalized_rows(values: np.ndarray) -> np.ndarray:
-    rows = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return rows / norms
-
-
-def max_normalized_diff(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Largest absolute difference between the L2-normalised rows of two outputs (what
-    lookalike stores). 1e-3 is the tolerance the GPU paths are held to in fp32."""
-    if np.shape(reference) != np.shape(candidate):
-        raise ValueError(f"shapes differ: {np.shape(reference)} vs {np.shape(candidate)}")
-    return float(np.max(np.abs(_normalized_rows(reference) - _normalized_rows(candidate))))
-
-
-def cosine_similarities(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two outputs."""
-    return np.sum(_normalized_rows(reference) * _normalized_rows(candidate), axis=1)
-
-
-# -- the torch runner ----------------------------------------------------------------------
+logger = logging.getLogger(__name__)
 
 
 class TorchRunner:
@@ -110,7 +94,9 @@ class TorchRunner:
         self._model = model
         self._output = output
         self.device = device
-        self.precision = precision
+        #: as asked; ``precision`` is what runs (``auto`` resolved by :meth:`load`)
+        self.requested_precision: Precision = precision
+        self.precision: Precision = precision
         self.qdq = qdq
         self.channels_last = channels_last
         self.cudnn_benchmark = cudnn_benchmark
@@ -121,6 +107,8 @@ class TorchRunner:
         self._input_half = False
         self._pinned_in: Any = None
         self._pinned_out: Any = None
+        self._pinned_px: Any = None
+        self._tables: dict[bytes, Any] = {}
         #: set by load(): the graph had QuantizeLinear/DequantizeLinear nodes, rewritten
         #: by dequantize_qdq (its vectors then differ from onnxruntime's int8 kernels by
         #: about a quantization step: compare by cosine, see check_parity).
@@ -151,6 +139,8 @@ class TorchRunner:
             module, name, index, quantized = convert_to_torch(
                 self._model, output=self._output, qdq=self.qdq
             )
+            if self.requested_precision == "auto":
+                self.precision = "fp16" if self.is_cuda and not quantized else "fp32"
             if self.is_cuda:
                 if not torch.cuda.is_available():
                     raise ModelUnavailable(f"torch {torch.__version__} cannot use CUDA here")
@@ -176,10 +166,23 @@ class TorchRunner:
         first = proto.graph.input[0].type.tensor_type.elem_type
         return bool(first == _FLOAT16)
 
+    def fall_back(self) -> bool:
+        """Run in fp32 from now on (the module is converted again); False if it already
+        does."""
+        with self._lock:
+            if self.precision == "fp32":
+                return False
+            logger.warning("the torch path falls back from %s to fp32", self.precision)
+            self.requested_precision = self.precision = "fp32"
+            self._module = None
+            self.load()
+            return True
+
     def close(self) -> None:
         with self._lock:
             self._module = None
-            self._pinned_in = self._pinned_out = None
+            self._pinned_in = self._pinned_out = self._pinned_px = None
+            self._tables.clear()
             if self._torch is not None and self.is_cuda:
                 self._torch.cuda.empty_cache()
 
@@ -235,12 +238,44 @@ class TorchRunner:
         torch.cuda.current_stream(out.device).synchronize()
         return np.array(target.numpy(), copy=True)
 
+    def pixels_to_device(self, pixels: np.ndarray, table: np.ndarray) -> Any:
+        """Copy (N, H, W, 3) uint8 pixels to the device (through a pinned buffer) and look
+        every value up in ``table`` (3, 256) there: the (N, 3, H, W) float32 input, equal to
+        ``ImageProcessorSpec.normalise`` on the CPU."""
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
+        if self.is_cuda:
+            self._pinned_px = self._pinned(self._pinned_px, tuple(x.shape), torch.uint8)
+            staging = self._pinned_px[: x.shape[0]]
+            staging.copy_(x)
+            x = staging.to(self.device, non_blocking=True)
+        key = table.tobytes()
+        flat = self._tables.get(key)
+        if flat is None:
+            flat = torch.from_numpy(np.array(table, dtype=np.float32).ravel())
+            flat = self._tables[key] = flat.to(self.device)
+        offsets = torch.arange(3, device=x.device, dtype=torch.int64) * 256
+        index = x.permute(0, 3, 1, 2).to(torch.int64) + offsets.view(1, 3, 1, 1)
+        return torch.take(flat, index)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The model's output for ``batch`` (N, ...) as float32 numpy, like onnxruntime's."""
+        return self._run(batch, lambda: self.to_device(batch))
+
+    def run_pixels(self, pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """:meth:`run` on (N, H, W, 3) uint8 pixels, normalised on the device by ``table``
+        (see :meth:`pixels_to_device`)."""
+        return self._run(pixels, lambda: self.pixels_to_device(pixels, table))
+
+    def _run(self, batch: np.ndarray, upload: Any) -> np.ndarray:
         self.load()
         with self._lock:
             try:
-                return self.to_host(self.forward(self.to_device(batch)))
+                out = self.forward(upload())
+                if self.precision == "fp16" and not bool(self._torch.isfinite(out).all()):
+                    self.fall_back()  # an overflow in half precision: this batch again
+                    out = self.forward(upload())
+                return self.to_host(out)
             except Exception as exc:
                 torch = self._torch
                 oom = getattr(torch.cuda, "OutOfMemoryError", ())
@@ -259,43 +294,6 @@ class TorchRunner:
             f"TorchRunner(device={self.device!r}, precision={self.precision!r},"
             f" loaded={self.loaded})"
         )
-
-
-def check_parity(
-    runner: Any,
-    session: onnxruntime.InferenceSession,
-    sample: np.ndarray,
-    *,
-    output: str | None = None,
-    tolerance: float = 1e-3,
-    min_cosine: float = 0.99,
-) -> tuple[float, float]:
-    """Run ``sample`` through ``runner`` and a reference onnxruntime ``session`` (CPU);
-    return (:func:`max_normalized_diff`, smallest cosine). For a load-time self-check of
-    the torch path on the first real batch.
-
-    Float graphs must agree within ``tolerance`` (max abs difference of the normalised
-    vectors). Rewritten quantized graphs (``runner.rewrote_qdq``) cannot: one rounding
-    step flipped anywhere moves the vector by ~1e-2, so they are held to ``min_cosine``
-    instead. Raises ``ModelUnavailable`` on failure (NaN included).
-    """
-    name = output or getattr(runner, "output_name", None) or session.get_outputs()[0].name
-    first = session.get_inputs()[0]
-    dtype = np.float16 if first.type == "tensor(float16)" else np.float32
-    (reference,) = session.run([name], {first.name: np.asarray(sample, dtype=dtype)})
-    got = runner.run(sample)
-    diff = max_normalized_diff(np.asarray(reference), got)
-    cosine = float(np.min(cosine_similarities(np.asarray(reference), got)))
-    if getattr(runner, "rewrote_qdq", False):
-        ok, shown = cosine >= min_cosine, f"a cosine of {cosine:.4f} (minimum {min_cosine:g})"
-    else:
-        ok, shown = diff <= tolerance, f"{diff:.2e} (tolerance {tolerance:g})"
-    if not ok:  # NaN fails both comparisons
-        raise ModelUnavailable(
-            f"the GPU path's vectors differ from onnxruntime's on the CPU by {shown};"
-            " use --device cpu, or onnxruntime-gpu"
-        )
-    return diff, cosine
 
 
 # -- onnxruntime with I/O binding ----------------------------------------------------------

@@ -68,6 +68,17 @@ class Embedder(ABC):
     def preparer(self) -> Preparer:
         """The picklable function turning an RGB image into this model's input."""
 
+    @property
+    def runs_on_gpu(self) -> bool:
+        """Whether the model runs on a GPU (known once loaded): decoding then has every
+        CPU core to itself."""
+        return False
+
+    def ingest_preparer(self) -> Preparer:
+        """The preparer of bulk indexing; its outputs go to ``embed`` as they are. Embedders
+        that finish the preparation on their device override it (may load the model)."""
+        return self.preparer()
+
     @abstractmethod
     def _embed_batch(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on a stacked batch; return (len(batch), dim) raw outputs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,19 @@ if TYPE_CHECKING:
     from ..hub import ModelFiles
 
 logger = logging.getLogger(__name__)
+
+
+def gpu_precision() -> Any:
+    """The torch path's precision: ``LOOKALIKE_GPU_PRECISION`` (fp32, tf32, fp16 or auto,
+    the default; see torch_backend.TorchRunner)."""
+    from ..torch_backend import PRECISIONS
+
+    value = os.environ.get("LOOKALIKE_GPU_PRECISION", "auto").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise InvalidInput(
+            f"LOOKALIKE_GPU_PRECISION must be one of {', '.join(PRECISIONS)}, got {value!r}"
+        )
+    return value
 
 
 #: What ``OnnxEmbedder`` calls to learn the spec of a model only known once its graph is
@@ -201,7 +215,9 @@ class OnnxEmbedder(Embedder):
 
         if device.backend == "onnxruntime":
             return OrtCudaRunner(session, output=output, device_id=device.index or 0)
-        runner = TorchRunner(model_path, output=output, device=device.torch_device)
+        runner = TorchRunner(
+            model_path, output=output, device=device.torch_device, precision=gpu_precision()
+        )
         runner.load()
         self._parity_pending = True  # checked against onnxruntime on the first batch
         return runner
@@ -210,6 +226,26 @@ class OnnxEmbedder(Embedder):
     def device(self) -> Device | None:
         """Where the model runs, once loaded."""
         return self._device
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        return self._device is not None and self._device.is_cuda
+
+    def ingest_preparer(self) -> Preparer:
+        """The preparer of bulk indexing (loads the model): on the torch GPU path, one that
+        leaves the last step (a lookup table) to the GPU, so decode workers send back uint8
+        pixels, a quarter of the float input's bytes (runners with ``run_pixels``)."""
+        from ..preprocess import ImageProcessorSpec
+
+        self.load()
+        preparer = self.preparer()
+        if (
+            hasattr(self._runner, "run_pixels")
+            and isinstance(preparer, ImageProcessorSpec)
+            and self._input_dtype == np.float32
+        ):
+            return dataclasses.replace(preparer, defer_normalise=True)
+        return preparer
 
     def preparer(self) -> Preparer:
         with self._lock:
@@ -236,6 +272,8 @@ class OnnxEmbedder(Embedder):
         self.load()
         session = self._session
         assert session is not None
+        if batch.dtype == np.uint8 and batch.ndim == 4 and batch.shape[3] == 3:
+            return self._embed_pixels(session, batch)
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise InvalidInput(
                 f"expected a batch of prepared images (N, 3, H, W), got shape {batch.shape}"
@@ -252,15 +290,42 @@ class OnnxEmbedder(Embedder):
             ) from exc
         return pool_output(np.asarray(out), self.spec.pooling)
 
+    def _embed_pixels(self, session: Any, pixels: np.ndarray) -> np.ndarray:
+        """A batch from :meth:`ingest_preparer`: (N, H, W, 3) uint8, normalised on the GPU."""
+        from ..preprocess import ImageProcessorSpec
+
+        preparer = self.preparer()
+        if not isinstance(preparer, ImageProcessorSpec) or self._runner is None:
+            raise InvalidInput("uint8 pixel batches need the torch GPU path")
+        self._check_size(pixels.shape[1], pixels.shape[2])
+        table = preparer.lookup_table()
+        if self._parity_pending:
+            sample = np.stack([preparer.normalise(p) for p in pixels[:4]])
+            self._check_parity(session, sample, (pixels[:4], table))
+        return pool_output(np.asarray(self._runner.run_pixels(pixels, table)), self.spec.pooling)
+
     def _run_gpu(self, session: Any, x: np.ndarray) -> np.ndarray:
         if self._parity_pending:
-            from ..torch_backend import check_parity
-
-            with self._lock:
-                if self._parity_pending:
-                    check_parity(self._runner, session, x[:4], output=self._output_name)
-                    self._parity_pending = False
+            self._check_parity(session, x[:4])
         return np.asarray(self._runner.run(x))
+
+    def _check_parity(self, session: Any, sample: np.ndarray, pixels: Any = None) -> None:
+        """The torch path's first batch against onnxruntime on the CPU; a runner in reduced
+        precision that fails it falls back to fp32 and is checked again."""
+        from ..torch_backend import check_parity
+
+        with self._lock:
+            while self._parity_pending:
+                try:
+                    check_parity(
+                        self._runner, session, sample, output=self._output_name, pixels=pixels
+                    )
+                except ModelUnavailable:
+                    fall_back = getattr(self._runner, "fall_back", None)
+                    if fall_back is None or not fall_back():
+                        raise
+                    continue
+                self._parity_pending = False
 
     def _check_size(self, height: int, width: int) -> None:
         want = self._input_hw
