@@ -40,6 +40,7 @@ its figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -451,8 +452,11 @@ def section_model_only(
     seconds: float,
     budget: Budget,
     results: dict[tuple[str, str], float],
+    tables: dict[str, np.ndarray],
 ) -> None:
-    """Fills ``results`` {(model, variant): img/s} for the e2e ratio."""
+    """Fills ``results`` {(model, variant): img/s} for the e2e ratio; ``"index path"`` is
+    what ``index --device cuda`` runs: TorchRunner(precision="auto").run_pixels on uint8
+    pixels from host memory, the lookup table (``tables``) applied on the device."""
     for name, path in models.items():
         x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
         session = ort_cpu_session(path / "model.onnx")
@@ -522,7 +526,35 @@ def section_model_only(
             results[(name, f"torch {label} host")] = r_host
             del on_dev
             runner.close()
+        if name in tables and budget.allows(60):
+            runner = TorchRunner(path / "model.onnx", device=dev, precision="auto")
+            runner.load()
+            px = np.random.default_rng(2).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+            r = rate(partial(runner.run_pixels, px, tables[name]), batch, seconds)
+            t.add(
+                "model only",
+                f"{name}: index path: torch auto ({runner.precision}), uint8 pixels from"
+                f" pinned host, table on {dev}, copy back, batch {batch}",
+                r,
+                "img/s",
+            )
+            results[(name, "index path")] = r
+            runner.close()
         if name == "resnet50" and dev != "cpu" and budget.allows(90):
+            runner = TorchRunner(
+                path / "model.onnx", device=dev, precision="fp16", channels_last=True
+            )
+            runner.load()
+            on_dev = runner.to_device(x)
+            r = rate(partial(runner.forward, on_dev), batch, seconds)
+            t.add(
+                "model only",
+                f"{name}: torch fp16 channels_last, input on {dev}, batch {batch}",
+                r,
+                "img/s",
+            )
+            del on_dev
+            runner.close()
             runner = TorchRunner(path / "model.onnx", device=dev)
             runner.load()
             for b in (32, 64, 128, 256, 512):
@@ -555,8 +587,12 @@ def section_cpu_decode(
 ) -> dict[str, float]:
     limits = DecodeLimits()
     best: dict[str, float] = {}
-    prep = preps["resnet50"]
-    for w in workers_list:
+    # What `index` runs on the torch GPU path: uint8 pixels back (the table on the GPU);
+    # the float32 model input of the CPU path once, at the most workers, for comparison.
+    deferred = dataclasses.replace(preps["resnet50"], defer_normalise=True)
+    sweep = [(w, deferred, "uint8 pixels out") for w in workers_list]
+    sweep.append((workers_list[-1], preps["resnet50"], "float32 input out"))
+    for w, prep, out in sweep:
         if not budget.allows(30):
             t.note(f"time budget: CPU decode at {w} workers skipped")
             break
@@ -571,12 +607,13 @@ def section_cpu_decode(
         elapsed = time.perf_counter() - t0
         t.add(
             "cpu decode",
-            f"lookalike pipeline (resnet50 preprocessing), {w} workers",
+            f"lookalike pipeline (resnet50 preprocessing, {out}), {w} processes",
             n / elapsed,
             "img/s",
             f"{n} images, spawn included",
         )
-        best["resnet50"] = max(best.get("resnet50", 0.0), n / elapsed)
+        if prep is deferred:
+            best["resnet50"] = max(best.get("resnet50", 0.0), n / elapsed)
     w = workers_list[-1]
     subset = files[: min(len(files), per_worker * w)]
     for name, prep_m in preps.items():
@@ -601,125 +638,156 @@ def section_cpu_decode(
     return best
 
 
-class GpuPreprocess:
-    """nvJPEG decode (torchvision) + resize/crop/normalise on the GPU, following an
-    ImageProcessorSpec (shortest_edge or crop_pct resize, centre crops, rescale, mean/std)."""
-
-    def __init__(self, spec: ImageProcessorSpec, device: str = "cuda") -> None:
-        import torch
-
-        self.torch = torch
-        self.spec = spec
-        self.device = device
-        mean = np.array(spec.image_mean or (0.0, 0.0, 0.0), np.float32)
-        std = np.array(spec.image_std or (1.0, 1.0, 1.0), np.float32)
-        scale = np.float32(spec.rescale_factor or 1.0)
-        self.scale = torch.tensor(scale / std, device=device).view(1, 3, 1, 1)
-        self.shift = torch.tensor(mean / std, device=device).view(1, 3, 1, 1)
-        self.mode = {2: "bilinear", 3: "bicubic"}.get(spec.resample, "bilinear")
-
-    def __call__(self, blobs: list[bytes]) -> Any:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        torch = self.torch
-        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-        return self.prepare(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
-
-    def prepare(self, images: list[Any]) -> Any:
-        """(3, H, W) uint8 tensors -> the (N, 3, h, w) float32 model input batch."""
-        import torch.nn.functional as F
-
-        torch = self.torch
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, img in enumerate(images):
-            groups.setdefault((int(img.shape[1]), int(img.shape[2])), []).append(i)
-        out = [None] * len(images)
-        for (h, w), idx in groups.items():
-            x = torch.stack([images[i] for i in idx]).float()
-            size = self.spec.resize_size(w, h)
-            if size is not None and size != (w, h):
-                x = F.interpolate(
-                    x, size=(size[1], size[0]), mode=self.mode, antialias=True, align_corners=False
-                )
-                x = x.round_().clamp_(0, 255)  # PIL resizes uint8 to uint8
-            crops: list[tuple[int, int]] = []
-            if self.spec.resize == "crop_pct":
-                crops.append((self.spec.shortest_edge, self.spec.shortest_edge))
-            if self.spec.crop_size is not None:
-                crops.append(tuple(self.spec.crop_size))  # type: ignore[arg-type]
-            for ch, cw in crops:
-                top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
-                if top < 0 or left < 0:
-                    raise ValueError("image smaller than the crop: not handled on the GPU here")
-                x = x[:, :, top : top + ch, left : left + cw]
-            x = x * self.scale - self.shift
-            for j, i in enumerate(idx):
-                out[i] = x[j]
-        return torch.stack(out)  # type: ignore[arg-type]
-
-
 def section_gpu_decode(
     t: Table,
     files: list[Path],
     specs: dict[str, ImageProcessorSpec],
-    preps: dict[str, Any],
     mobilenet: Path,
-    batch: int,
-    seconds: float,
+    workers: int,
+    budget: Budget,
+    quick: bool,
 ) -> None:
+    """``--decode gpu`` (lookalike.ingest.gpu_decode) against the CPU path on the same
+    photos: model pixels, perceptual hashes, MobileNetV2 vectors; and its throughput."""
     try:
         import torch
-        import torchvision  # noqa: F401
-        from torchvision.io import decode_jpeg  # noqa: F401
+        import torchvision.io  # noqa: F401
     except ImportError as exc:
         t.note(f"GPU decode skipped: torchvision not importable ({exc})")
         return
-    if not torch.cuda.is_available():
+    from lookalike.ingest.gpu_decode import run_gpu
+    from lookalike.models.phash import hamming, phash_int_to_bits
+
+    dev = "cuda:0" if torch.cuda.is_available() else ("cpu" if quick else None)
+    if dev is None:
         t.note("GPU decode skipped: no CUDA device")
         return
-    blobs = [f.read_bytes() for f in files[: max(batch * 4, 64)]]
+    limits = DecodeLimits()
+    tasks = [pipeline.Task(i, str(f)) for i, f in enumerate(files[:256])]
     session = ort_cpu_session(mobilenet / "model.onnx")
     for name, spec in specs.items():
-        gp = GpuPreprocess(spec)
-        try:
-            sample = gp(blobs[:64]).cpu().numpy()
-        except Exception as exc:  # noqa: BLE001 - report, go on
-            t.note(f"GPU decode {name} failed: {type(exc).__name__}: {exc}")
+        deferred = dataclasses.replace(spec, defer_normalise=True)
+        gpu = list(run_gpu(tasks, deferred, limits, workers=workers, device=dev))
+        cpu = [pipeline.process(task, deferred, limits) for task in tasks]
+        pairs = [
+            (g, c)
+            for g, c in zip(gpu, cpu, strict=True)
+            if g.status == c.status == "ok" and g.pixel_hash is None  # decoded on the GPU
+        ]
+        if not pairs:
+            t.note(f"GPU decode {name}: no photo was decoded on {dev}")
             continue
-        ref = np.stack([preps[name](decode_image(b).image) for b in blobs[:64]])
-        diff = np.abs(sample - ref)
-        step = (spec.rescale_factor or 1.0) / min(spec.image_std or (1.0,))
+        g_px = np.stack([g.prepared for g, _ in pairs]).astype(np.int16)  # type: ignore[misc]
+        c_px = np.stack([c.prepared for _, c in pairs]).astype(np.int16)  # type: ignore[misc]
+        levels = np.abs(g_px - c_px)
         t.add(
             "gpu decode",
-            f"nvJPEG + GPU resize ({name} preprocessing) vs CPU, max abs diff",
-            float(diff.max()),
-            "input",
-            f"mean {diff.mean():.2e}; {np.mean(diff > 1e-4) * 100:.1f}% of values over 1e-4; one 8-bit level = {step:.4f}",
+            f"{name}: model pixels, --decode gpu ({dev}) vs CPU (libjpeg + Pillow), mean |diff|",
+            float(levels.mean()),
+            "levels",
+            f"max {int(levels.max())} of 255; {np.mean(levels > 0) * 100:.1f}% of values differ;"
+            f" {len(pairs)} of {len(tasks)} photos decoded on {dev}",
+        )
+        bits = [
+            hamming(phash_int_to_bits(g.phash or 0), phash_int_to_bits(c.phash or 0))
+            for g, c in pairs
+        ]
+        t.add(
+            "gpu decode",
+            f"{name}: perceptual hash, --decode gpu vs CPU, mean Hamming distance",
+            float(np.mean(bits)),
+            "bits",
+            f"max {max(bits)} of 64",
         )
         if name == "mobilenet":
-            a = session.run(None, {"pixel_values": ref.astype(np.float32)})[0]
-            b = session.run(None, {"pixel_values": sample.astype(np.float32)})[0]
+            feed = session.get_inputs()[0].name
+            a = session.run(None, {feed: np.stack([spec.normalise(c.prepared) for _, c in pairs])})[
+                0
+            ]
+            b = session.run(None, {feed: np.stack([spec.normalise(g.prepared) for g, _ in pairs])})[
+                0
+            ]
             cos = cosine_similarities(a, b)
             t.add(
                 "gpu decode",
-                "mobilenet vectors from GPU-decoded vs CPU-decoded inputs",
+                "mobilenet vectors, --decode gpu vs CPU inputs",
                 float(cos.min()),
                 "min cos",
                 f"mean {cos.mean():.5f}",
             )
-
-        def step_fn(gp: GpuPreprocess = gp) -> None:
-            start = step_fn.i % max(1, len(files) - batch)  # type: ignore[attr-defined]
-            step_fn.i += batch  # type: ignore[attr-defined]
-            gp([f.read_bytes() for f in files[start : start + batch]])
-
-        step_fn.i = 0  # type: ignore[attr-defined]
-        r = rate(step_fn, batch, seconds)
+        if not budget.allows(40):
+            continue
+        many = [pipeline.Task(i, str(f)) for i, f in enumerate(files[: 512 if quick else 16384])]
+        list(run_gpu(many[:256], deferred, limits, workers=workers, device=dev))  # warm-up
+        t0 = time.perf_counter()
+        n = sum(1 for r in run_gpu(many, deferred, limits, workers=workers, device=dev))
+        r = n / (time.perf_counter() - t0)
         t.add(
             "gpu decode",
-            f"nvJPEG + GPU resize ({name}), read files + decode + preprocess, batch {batch}",
+            f"{name}: --decode gpu alone (read, hash, nvJPEG, resize, crop, phash, back to host),"
+            f" {workers} reader threads",
             r,
             "img/s",
+            f"{n} files",
+        )
+
+
+def section_retrieval(
+    t: Table,
+    images: Path,
+    queries: Path | None,
+    mobilenet: Path,
+    device: str,
+    workers: int,
+    work: Path,
+    budget: Budget,
+) -> None:
+    """What --decode gpu does to retrieval: the distinct photos indexed with MobileNetV2 on
+    ``device``, decoded on the CPU and with --decode gpu; held-out ``queries`` (label =
+    folder) searched in both, queries decoded on the CPU as `search` does."""
+    if queries is None or not queries.is_dir():
+        t.note("retrieval skipped: no --queries folder")
+        return
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    colls = {}
+    for decode in ("processes", "gpu"):
+        if not budget.allows(30):
+            t.note(f"time budget: retrieval with --decode {decode} skipped")
+            return
+        coll = work / f"retrieval-{decode}"
+        proc = subprocess.run(
+            [*lookalike_cmd(), "index", str(images), "--model-path", str(mobilenet),
+             "--collection", str(coll), "--device", device, "--decode", decode,
+             "--workers", str(workers), "--json", "--no-progress"],
+            capture_output=True, text=True, env=env, timeout=max(60, budget.left()),
+        )  # fmt: skip
+        if proc.returncode != 0:
+            t.note(f"retrieval: index --decode {decode} failed: {proc.stderr.strip()[-300:]}")
+            continue
+        colls[decode] = coll
+    if "processes" not in colls:
+        return
+    cmd = [*lookalike_cmd(), "evaluate", "retrieval", "--collection", str(colls["processes"]),
+           "--queries", str(queries), "-k", "1,5,10", "--json"]  # fmt: skip
+    if "gpu" in colls:
+        cmd += ["--against", str(colls["gpu"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0:
+        t.note(f"retrieval: evaluate failed: {proc.stderr.strip()[-300:]}")
+        return
+    report = json.loads(proc.stdout)
+    for decode, result in zip(colls, report["results"], strict=False):
+        m = result["metrics"]
+        p1 = m["precision@1"]
+        t.add(
+            "retrieval",
+            f"mobilenet, index --decode {decode}: precision@1 of {report['queries']} held-out"
+            " photos by label",
+            float(p1["value"]),
+            "",
+            f"95% CI {p1['ci_low']:.3f}-{p1['ci_high']:.3f}; precision@10"
+            f" {m['precision@10']['value']:.3f}, mAP@10 {m['mAP@10']['value']:.3f}",
         )
 
 
@@ -751,25 +819,52 @@ def section_e2e(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     has_flag = cli_has_device_flag(env)
-    runs: list[tuple[str, str, Path]] = []
-    for name in models:
-        runs.append((name, device, data))
-    if device != "cpu" and cpu_n:
-        runs.append(("mobilenet", "cpu", data / "d000"))  # the first 1,000 files
-    for name, dev, source in runs:
+    # (model, device, sources, environment, extra flags, what it is)
+    Run = tuple[str, str, list[Path], dict[str, str], list[str], str]
+    runs: list[Run] = [(name, device, [data], {}, [], "") for name in models]
+    if device != "cpu":
+        # the GPU path as it was before uint8 pixels, processes and fp16 (10,000 files)
+        before = sorted(data.iterdir())[:10]
+        runs.insert(
+            1,
+            (
+                "resnet50",
+                device,
+                before,
+                {"LOOKALIKE_GPU_PRECISION": "fp32"},
+                ["--decode", "threads"],
+                "before: fp32, --decode threads, float32 inputs",
+            ),
+        )
+        runs.insert(
+            2,
+            (
+                "resnet50",
+                device,
+                sorted(data.iterdir())[:20],
+                {"LOOKALIKE_GPU_PRECISION": "fp32"},
+                [],
+                "fp32, 20,000 files",
+            ),
+        )
+        for name in models:  # JPEGs decoded and resized on the GPU (inexact, opt-in)
+            runs.append((name, device, [data], {}, ["--decode", "gpu"], "--decode gpu"))
+        if cpu_n:
+            runs.append(("mobilenet", "cpu", [data / "d000"], {}, [], ""))  # 1,000 files
+    for name, dev, sources, extra_env, extra_args, what in runs:
         if not budget.allows(45):
-            t.note(f"time budget: e2e {name} on {dev} skipped")
+            t.note(f"time budget: e2e {name} on {dev} {what} skipped")
             continue
         if dev != "cpu" and not has_flag:
             t.note(
                 f"e2e {name} on {dev} skipped: this lookalike has no `index --device` flag yet (integration pending)"
             )
             continue
-        coll = work / f"coll-{name}-{dev.replace(':', '')}"
+        coll = work / f"coll-{name}-{dev.replace(':', '')}-{len(what)}"
         cmd = [
             *lookalike_cmd(),
             "index",
-            str(source),
+            *[str(source) for source in sources],
             "--model-path",
             str(models[name]),
             "--collection",
@@ -780,12 +875,17 @@ def section_e2e(
             str(workers),
             "--json",
             "--no-progress",
+            *extra_args,
         ]
         if has_flag:
             cmd += ["--device", dev]
         t0 = time.perf_counter()
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=max(60, budget.left())
+            cmd,
+            capture_output=True,
+            text=True,
+            env={**env, **extra_env},
+            timeout=max(60, budget.left()),
         )
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
@@ -799,7 +899,8 @@ def section_e2e(
         flag = "" if has_flag else " (no --device flag: default device)"
         t.add(
             "end to end",
-            f"lookalike index {name}, {dev}{flag}, {workers} workers, batch {batch}",
+            f"lookalike index {name}, {dev}{flag}, {workers} workers, batch {batch}"
+            + (f" ({what})" if what else ""),
             e2e,
             "img/s",
             f"{indexed} indexed in {elapsed:.1f}s wall (start-up, model load, index build included)",
@@ -808,15 +909,10 @@ def section_e2e(
             key = "ort-cpu"
         elif (name, "ort-cuda") in model_only:
             key = "ort-cuda"
-        else:  # the torch path's default: fp32, QDQ emulated, from host memory
-            key = next(
-                (
-                    k
-                    for m, k in model_only
-                    if m == name and k.startswith("torch") and "fp32" in k and k.endswith("host")
-                ),
-                "",
-            )
+        elif what.startswith(("before", "fp32")):
+            key = f"torch {'emulate ' if name == 'mobilenet' else ''}fp32 host"
+        else:
+            key = "index path"
         if (name, key) in model_only and model_only[(name, key)] > 0:
             t.add(
                 "end to end",
@@ -824,6 +920,8 @@ def section_e2e(
                 e2e / model_only[(name, key)],
                 "ratio",
             )
+        if what:
+            continue
         if dev == device:
             collections[name] = coll
 
@@ -867,14 +965,14 @@ def section_latency(
         ]
         runner = None
         if dev is not None and dev != "cpu":
-            runner = TorchRunner(path / "model.onnx", device=dev)  # the defaults the CLI uses
+            runner = TorchRunner(path / "model.onnx", device=dev, precision="auto")  # the CLI's
             runner.load()
 
             def gpu_embed(x: np.ndarray, runner: TorchRunner = runner) -> np.ndarray:
                 out = runner.run(x[None])
                 return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
-            cases.append((f"{dev} (torch fp32)", gpu_embed))
+            cases.append((f"{dev} (torch {runner.precision})", gpu_embed))
         for label, embed in cases:
 
             def one(
@@ -912,6 +1010,9 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=Path, required=True, help="folder of JPEGs (searched recursively)"
     )
     ap.add_argument("--mobilenet", type=Path, required=True, help="MobileNetV2 QDQ model folder")
+    ap.add_argument(
+        "--queries", type=Path, default=None, help="held-out labelled photos (label = folder)"
+    )
     ap.add_argument(
         "-n", type=int, default=None, help="files to index (default 50000; --quick 200)"
     )
@@ -990,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         preps = {name: load_embedder(model_path=path).preparer() for name, path in models.items()}
         specs = {name: p for name, p in preps.items() if isinstance(p, ImageProcessorSpec)}
+        tables = {name: spec.lookup_table() for name, spec in specs.items()}
         sample = sources[:: max(1, len(sources) // (8 if quick else 64))][: 8 if quick else 64]
         photos = {name: prepare_batch(sample, prep) for name, prep in preps.items()}
         t.save()
@@ -1006,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section(
             t,
             "model only",
-            lambda: section_model_only(t, models, tdev, batch, seconds, budget, model_only),
+            lambda: section_model_only(t, models, tdev, batch, seconds, budget, model_only, tables),
         )
         run_section(
             t,
@@ -1018,7 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
                 t,
                 "GPU decode",
                 lambda: section_gpu_decode(
-                    t, files, specs, preps, models["mobilenet"], batch, seconds
+                    t, files, specs, models["mobilenet"], cores, budget, quick
                 ),
             )
         run_section(
@@ -1036,6 +1138,13 @@ def main(argv: list[str] | None = None) -> int:
                 budget,
                 0 if quick else 1000,
                 collections,
+            ),
+        )
+        run_section(
+            t,
+            "retrieval",
+            lambda: section_retrieval(
+                t, args.images, args.queries, models["mobilenet"], device, cores, work, budget
             ),
         )
         if budget.allows(20):

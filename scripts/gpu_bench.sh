@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU ingest benchmark (benchmarks/gpu_ingest.py) on a machine with no network.
 #
-#   scripts/gpu_bench.sh prepare       here: fill .gpu/ (wheels, MobileNetV2, photos; < 60 MiB)
+#   scripts/gpu_bench.sh prepare       here: fill .gpu/ (wheels, MobileNetV2, photos, queries; < 60 MiB)
 #   scripts/gpu_bench.sh remote [ARGS] on the GPU machine, from the repo root with .gpu/
 #                                      beside it: install what is missing from .gpu/wheels,
 #                                      run the benchmark, table to $OUT/gpu_table.md
@@ -36,8 +36,11 @@ prepare() {
     -d "$GPU_DIR/wheels" faiss-cpu onnx2torch
   mkdir -p "$GPU_DIR/mobilenet-v2-imagenet"
   cp "$model/model.onnx" "$model/preprocessor_config.json" "$GPU_DIR/mobilenet-v2-imagenet/"
+  # Held-out queries for the retrieval section: the validation split (label = folder).
+  cp -r "$shared/datasets/clothing-small/validation" "$GPU_DIR/queries"
   # Photos: up to PHOTOS files, round robin over the class folders, within what is left of
-  # a CARRY_MIB (default 52) MiB carry after the wheels, the model and the working tree.
+  # a CARRY_MIB (default 56) MiB carry after the wheels, the model, the queries and the
+  # working tree.
   "$PY" - "$photos" "$GPU_DIR" "${PHOTOS:-2000}" <<'EOF'
 import os, shutil, subprocess, sys
 from pathlib import Path
@@ -46,7 +49,7 @@ src, dest, want = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout
 tree = sum(os.path.getsize(p) for p in tracked.decode().split("\0") if p and os.path.isfile(p))
 used = tree + sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-budget = int(float(os.environ.get("CARRY_MIB", "52")) * 2**20) - used
+budget = int(float(os.environ.get("CARRY_MIB", "56")) * 2**20) - used
 classes = sorted(d for d in src.iterdir() if d.is_dir())
 lists = [sorted(d.glob("*.jpg")) for d in classes]
 picked, size, i = [], 0, 0
@@ -114,7 +117,8 @@ EOF
   command -v nvidia-smi >/dev/null && nvidia-smi -L || true
   set -o pipefail
   PYTHONUNBUFFERED=1 "$PY" benchmarks/gpu_ingest.py --images "$GPU_DIR/photos" \
-    --mobilenet "$GPU_DIR/mobilenet-v2-imagenet" --out "$out/gpu_table.md" "$@" 2>&1 |
+    --queries "$GPU_DIR/queries" --mobilenet "$GPU_DIR/mobilenet-v2-imagenet" \
+    --out "$out/gpu_table.md" "$@" 2>&1 |
     tee "$out/gpu_log.txt"
 }
 
