@@ -655,7 +655,7 @@ def section_gpu_decode(
     except ImportError as exc:
         t.note(f"GPU decode skipped: torchvision not importable ({exc})")
         return
-    from lookalike.ingest.gpu_decode import run_gpu
+    from lookalike.ingest.gpu_decode import READERS, run_gpu
     from lookalike.models.phash import hamming, phash_int_to_bits
 
     dev = "cuda:0" if torch.cuda.is_available() else ("cpu" if quick else None)
@@ -725,7 +725,7 @@ def section_gpu_decode(
         t.add(
             "gpu decode",
             f"{name}: --decode gpu alone (read, hash, nvJPEG, resize, crop, phash, back to host),"
-            f" {workers} reader threads",
+            f" {min(workers, READERS)} reader threads",
             r,
             "img/s",
             f"{n} files",
@@ -814,8 +814,10 @@ def section_e2e(
     budget: Budget,
     cpu_n: int,
     collections: dict[str, Path],
+    kinds: set[str],
 ) -> None:
-    """Fills ``collections`` {model: collection folder} for the latency section."""
+    """Fills ``collections`` {model: collection folder} for the latency section. ``kinds``:
+    which runs (default, before, fp32, gpu-decode, cpu)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     has_flag = cli_has_device_flag(env)
@@ -850,8 +852,15 @@ def section_e2e(
         for name in models:  # JPEGs decoded and resized on the GPU (inexact, opt-in)
             runs.append((name, device, [data], {}, ["--decode", "gpu"], "--decode gpu"))
         if cpu_n:
-            runs.append(("mobilenet", "cpu", [data / "d000"], {}, [], ""))  # 1,000 files
+            runs.append(("mobilenet", "cpu", [data / "d000"], {}, [], "cpu"))  # 1,000 files
+
+    def kind(what: str) -> str:
+        return (what or "default").split(":")[0].split(",")[0].replace("--decode gpu", "gpu-decode")
+
+    runs = [r for r in runs if kind(r[5]) in kinds]
     for name, dev, sources, extra_env, extra_args, what in runs:
+        if what == "cpu":
+            what = ""
         if not budget.allows(45):
             t.note(f"time budget: e2e {name} on {dev} {what} skipped")
             continue
@@ -897,14 +906,27 @@ def section_e2e(
         indexed = int(report.get("indexed", 0))
         e2e = indexed / elapsed
         flag = "" if has_flag else " (no --device flag: default device)"
+        title = f"lookalike index {name}, {dev}{flag}, {workers} workers, batch {batch}" + (
+            f" ({what})" if what else ""
+        )
+        phases = report.get("seconds", {})
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
         t.add(
             "end to end",
-            f"lookalike index {name}, {dev}{flag}, {workers} workers, batch {batch}"
-            + (f" ({what})" if what else ""),
+            title,
             e2e,
             "img/s",
-            f"{indexed} indexed in {elapsed:.1f}s wall (start-up, model load, index build included)",
+            f"{indexed} indexed in {elapsed:.1f}s wall (start-up, model load, index build"
+            f" included; phases, s: {shown or 'not reported'})",
         )
+        if phases.get("embed"):
+            t.add(
+                "end to end",
+                f"{title}: embed phase alone (decode, embed, commit)",
+                indexed / phases["embed"],
+                "img/s",
+                "the report's seconds.embed",
+            )
         if dev == "cpu":
             key = "ort-cpu"
         elif (name, "ort-cuda") in model_only:
@@ -1042,6 +1064,17 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="write the markdown table here (and .json beside)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--only",
+        default="parity,model-only,cpu-decode,gpu-decode,e2e,retrieval,latency",
+        help="sections to run (comma-separated)",
+    )
+    ap.add_argument(
+        "--e2e",
+        default="default,before,fp32,gpu-decode,cpu",
+        help="end-to-end runs: default, before (fp32, threads, 10k files), fp32 (20k files),"
+        " gpu-decode, cpu (mobilenet on the CPU, 1k files)",
+    )
     args = ap.parse_args(argv)
 
     quick = args.quick
@@ -1104,18 +1137,26 @@ def main(argv: list[str] | None = None) -> int:
 
         model_only: dict[tuple[str, str], float] = {}
         collections: dict[str, Path] = {}
-        run_section(t, "parity", parity)
-        run_section(
-            t,
-            "model only",
-            lambda: section_model_only(t, models, tdev, batch, seconds, budget, model_only, tables),
-        )
-        run_section(
-            t,
-            "CPU decode",
-            lambda: section_cpu_decode(t, files, preps, workers_list, 64 if quick else 400, budget),
-        )
-        if budget.allows(60):
+        only = set(args.only.split(","))
+        if "parity" in only:
+            run_section(t, "parity", parity)
+        if "model-only" in only:
+            run_section(
+                t,
+                "model only",
+                lambda: section_model_only(
+                    t, models, tdev, batch, seconds, budget, model_only, tables
+                ),
+            )
+        if "cpu-decode" in only:
+            run_section(
+                t,
+                "CPU decode",
+                lambda: section_cpu_decode(
+                    t, files, preps, workers_list, 64 if quick else 400, budget
+                ),
+            )
+        if "gpu-decode" in only and budget.allows(60):
             run_section(
                 t,
                 "GPU decode",
@@ -1123,31 +1164,34 @@ def main(argv: list[str] | None = None) -> int:
                     t, files, specs, models["mobilenet"], cores, budget, quick
                 ),
             )
-        run_section(
-            t,
-            "end to end",
-            lambda: section_e2e(
+        if "e2e" in only:
+            run_section(
                 t,
-                work / "data",
-                models,
-                model_only,
-                device,
-                batch,
-                max(workers_list[-1], cores),
-                work,
-                budget,
-                0 if quick else 1000,
-                collections,
-            ),
-        )
-        run_section(
-            t,
-            "retrieval",
-            lambda: section_retrieval(
-                t, args.images, args.queries, models["mobilenet"], device, cores, work, budget
-            ),
-        )
-        if budget.allows(20):
+                "end to end",
+                lambda: section_e2e(
+                    t,
+                    work / "data",
+                    models,
+                    model_only,
+                    device,
+                    batch,
+                    max(workers_list[-1], cores),
+                    work,
+                    budget,
+                    0 if quick else 1000,
+                    collections,
+                    set(args.e2e.split(",")),
+                ),
+            )
+        if "retrieval" in only:
+            run_section(
+                t,
+                "retrieval",
+                lambda: section_retrieval(
+                    t, args.images, args.queries, models["mobilenet"], device, cores, work, budget
+                ),
+            )
+        if "latency" in only and budget.allows(20):
             run_section(
                 t,
                 "upload latency",

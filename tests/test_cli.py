@@ -33,7 +33,11 @@ def indexed(cli, photos: Path, tmp_path: Path) -> Path:
         "0",
     )
     assert r.code == 0, r.err
-    assert r.json() == {"indexed": 60, "unchanged": 0, "renamed": 0, "removed": 0, "skipped": 0}
+    report = r.json()
+    seconds = report.pop("seconds")
+    assert report == {"indexed": 60, "unchanged": 0, "renamed": 0, "removed": 0, "skipped": 0}
+    assert set(seconds) == {"scan", "model", "embed", "index"}
+    assert all(isinstance(v, float) and v >= 0 for v in seconds.values())
     return coll
 
 

@@ -173,3 +173,14 @@ def test_embedder_passes_hashes_through() -> None:
 def test_embedder_refuses_other_models() -> None:
     with pytest.raises(ModelUnavailable):
         PhashEmbedder(MODELS["clip-vit-b32"])
+
+
+def test_many_hashes_at_once_are_the_single_hashes() -> None:
+    from lookalike.models.phash import phash_from_gray32, phash_ints_from_gray32
+
+    rng = np.random.default_rng(3)
+    grays = rng.integers(0, 256, (6, 32, 32)).astype(np.float64)
+    grays[0] = 128.0  # flat: ties everywhere
+    grays[1] = np.tile(np.arange(32.0), (32, 1))  # symmetric
+    got = phash_ints_from_gray32(grays)
+    assert got == [int.from_bytes(phash_from_gray32(g), "big", signed=True) for g in grays]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ class Indexer:
     def run(self, sources: Sequence[str | os.PathLike[str]]) -> IndexReport:
         from .sources import iter_entries
 
+        started = time.perf_counter()
         gen_before = self.cat.generation
         change = filters.reapply(self.cat, self.limits)
         if change is not None:
@@ -174,7 +176,11 @@ class Indexer:
             key = len(tasks)
             tasks.append(pipeline.Task(key, str(e.path), expect_hash=item.content_hash))
             meta[key] = (e, item)
+        scanned = time.perf_counter()
+        self.report.seconds.update(scan=scanned - started, model=0.0)
         self._embed_all(tasks, meta)
+        embedded = time.perf_counter()
+        self.report.seconds["embed"] = embedded - scanned - self.report.seconds.get("model", 0.0)
 
         if vanished_ids:
             with self.cat.transaction():
@@ -191,6 +197,7 @@ class Indexer:
                     self.cat.clear_skip(skip.path)  # the file is gone from its source
         if self.cat.generation != gen_before or not self.coll.index.exists():
             self.coll.index.update(gen_before, self.added_slots, self.removed_slots)
+        self.report.seconds["index"] = time.perf_counter() - embedded
         return self.report
 
     _renamed_from: set[str]
@@ -289,8 +296,10 @@ class Indexer:
                 self.progress(0, 0)
             return
         emb = self.coll.embedder
+        loading = time.perf_counter()
         emb.load()
         preparer = emb.ingest_preparer()
+        self.report.seconds["model"] = time.perf_counter() - loading
         workers = self.workers
         if workers is None:  # where the model runs decides how many cores decoding gets
             workers = pipeline.default_workers(not emb.binary and not emb.runs_on_gpu)

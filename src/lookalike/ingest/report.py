@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..models.embedders.base import Embedder
 from ..store.catalog import Catalog
@@ -32,12 +32,21 @@ class IndexReport:
     skipped: int = 0
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: wall seconds per phase: ``scan`` (listing, downloading, classifying files), ``model``
+    #: (loading it), ``embed`` (decoding, embedding and committing the new files), ``index``
+    #: (removals and the index update)
+    seconds: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "indexed": self.indexed,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
             "removed": self.removed,
             "skipped": self.skipped,
+            **(
+                {"seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                if self.seconds
+                else {}
+            ),
         }
