@@ -191,3 +191,23 @@ def test_unchanged_files_are_not_decoded_and_float_inputs_are_normalised(tmp_pat
     again = pipeline.Task(1, str(path), expect_hash=first.content_hash)
     same = next(run_gpu([again], SPEC, DecodeLimits(), workers=1, device="cpu"))
     assert same.status == "same" and same.prepared is None
+
+
+@needs_torch
+def test_a_failing_gpu_batch_is_decoded_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lookalike.ingest import gpu_decode
+
+    def out_of_memory(self: Any, reads: Any, defer: bool) -> Any:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(gpu_decode.GpuDecoder, "results", out_of_memory)
+    tasks = []
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(jpeg(imagegen.photo_like(i, (80, 60))))
+        tasks.append(pipeline.Task(i, str(tmp_path / f"{i}.jpg")))
+    got = list(gpu_decode.run_gpu(tasks, SPEC, DecodeLimits(), workers=1, device="cpu"))
+    assert [r.status for r in got] == ["ok"] * 3
+    assert all(r.pixel_hash is not None for r in got)  # decoded by Pillow
+    assert "GPU decoding failed (RuntimeError: CUDA out of memory)" in caplog.text

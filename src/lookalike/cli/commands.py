@@ -135,7 +135,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"lookalike: {note}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        seconds = {k: round(v, 3) for k, v in report.seconds.items()}
+        print(json.dumps({**report.to_dict(), "seconds": seconds}))
     else:
         d = report.to_dict()
         print(

@@ -303,9 +303,14 @@ def _batch_results(
     pixel_hash_kind: str,
 ) -> Iterator[Result]:
     gpu = [r for r in reads if r.result.status == "ok" and r.header is not None]
-    decoded = dict(
-        zip((id(r) for r in gpu), decoder.results(gpu, defer) if gpu else [], strict=True)
-    )
+    try:
+        on_gpu = decoder.results(gpu, defer) if gpu else []
+    except Exception as exc:  # e.g. out of GPU memory: this batch on the CPU, the run goes on
+        log.warning(
+            "GPU decoding failed (%s: %s); decoding a batch on the CPU", type(exc).__name__, exc
+        )
+        on_gpu = [None] * len(gpu)
+    decoded = dict(zip((id(r) for r in gpu), on_gpu, strict=True))
     on_cpu: dict[int, Future[Result]] = {}
     for r in reads:
         if r.result.status == "ok" and decoded.get(id(r)) is None:

@@ -38,15 +38,11 @@ class IndexReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts (``index --json`` adds ``seconds``)."""
         return {
             "indexed": self.indexed,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
             "removed": self.removed,
             "skipped": self.skipped,
-            **(
-                {"seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
-                if self.seconds
-                else {}
-            ),
         }
