@@ -122,7 +122,7 @@ def _on_gpu(coll: Collection, monkeypatch: pytest.MonkeyPatch, runner_type: Any 
     runner = (runner_type or PixelRunner)(session, emb.output_name)
     monkeypatch.setattr(emb, "_runner", runner)
     monkeypatch.setattr(emb, "_parity_pending", True)
-    monkeypatch.setattr(type(emb), "runs_on_gpu", property(lambda self: True))
+    monkeypatch.setattr(type(emb), "gpu_device", property(lambda self: "cpu"))
     return runner
 
 

@@ -230,8 +230,9 @@ class Collection:
 
         New and changed files are embedded, unchanged ones (same size and mtime, or content
         hash) not; renamed files keep their vectors; files gone from these sources are
-        removed. ``decode``: "threads" or "processes" (default: threads, processes when the
-        model runs on a GPU). The filters of ``limits``
+        removed. ``decode``: "threads", "processes" (default: threads, processes when the
+        model runs on a GPU) or "gpu" (JPEGs decoded on the GPU, see docs/gpu.md). The
+        filters of ``limits``
         (``min_side``, ``max_aspect``) are collection settings: other values than the stored
         ones are stored and re-applied to every item and filtered file.
         """

@@ -315,7 +315,7 @@ class Indexer:
             max_in_flight=window,
             draft=draft,
             mode=self.decode or pipeline.default_decode(emb.runs_on_gpu),
-            gpu_device=emb.device.torch_device if emb.runs_on_gpu else None,  # type: ignore[attr-defined]
+            gpu_device=emb.gpu_device,
             pixel_hash_kind=self.cat.pixel_hash_kind,
         )
         # Inference runs in its own thread: see inference.py.

@@ -69,10 +69,15 @@ class Embedder(ABC):
         """The picklable function turning an RGB image into this model's input."""
 
     @property
+    def gpu_device(self) -> str | None:
+        """The GPU the model runs on (a torch device string, ``"cuda:0"``), known once
+        loaded; None on the CPU."""
+        return None
+
+    @property
     def runs_on_gpu(self) -> bool:
-        """Whether the model runs on a GPU (known once loaded): decoding then has every
-        CPU core to itself."""
-        return False
+        """Whether the model runs on a GPU: decoding then has every CPU core to itself."""
+        return self.gpu_device is not None
 
     def ingest_preparer(self) -> Preparer:
         """The preparer of bulk indexing; its outputs go to ``embed`` as they are. Embedders

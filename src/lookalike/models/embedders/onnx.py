@@ -228,8 +228,9 @@ class OnnxEmbedder(Embedder):
         return self._device
 
     @property
-    def runs_on_gpu(self) -> bool:
-        return self._device is not None and self._device.is_cuda
+    def gpu_device(self) -> str | None:
+        device = self._device
+        return device.torch_device if device is not None and device.is_cuda else None
 
     def ingest_preparer(self) -> Preparer:
         """The preparer of bulk indexing (loads the model): on the torch GPU path, one that
