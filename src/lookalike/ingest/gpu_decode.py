@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 #: JPEGs per nvJPEG call.
 BATCH = 256
-#: Reader threads at most (read, content hash, JPEG header).
+#: Reader threads at most (read, content hash, JPEG header), and files per read task.
 READERS = 3
+CHUNK = 32
 #: Pillow resample filters the GPU reproduces (torch's antialiased kernels match them).
 RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
@@ -114,6 +115,10 @@ def _read(task: Task, limits: DecodeLimits) -> _Read:
         result.status = "same"
         return _Read(task, result)
     return _Read(task, result, data, jpeg_header(data, limits))
+
+
+def _read_chunk(tasks: list[Task], limits: DecodeLimits) -> list[_Read]:
+    return [_read(task, limits) for task in tasks]
 
 
 class GpuDecoder:
@@ -272,20 +277,22 @@ def run_gpu(
     pool = ThreadPoolExecutor(
         max_workers=max(1, min(workers, READERS)), thread_name_prefix="gpu-read"
     )
-    window: deque[Future[_Read]] = deque()
+    # Files travel to the readers in chunks: one future per file costs more in wake-ups
+    # (and GIL hand-overs) than reading and hashing a small photo.
+    window: deque[Future[list[_Read]]] = deque()
     it = iter(tasks)
     try:
         while True:
-            while len(window) < max(max_in_flight, 2 * BATCH):
-                task = next(it, None)
-                if task is None:
+            while len(window) * CHUNK < max(max_in_flight, 2 * BATCH):
+                chunk = list(islice(it, CHUNK))
+                if not chunk:
                     break
-                window.append(pool.submit(_read, task, limits))
+                window.append(pool.submit(_read_chunk, chunk, limits))
             if not window:
                 return
-            reads = [f.result() for f in islice(window, 0, min(BATCH, len(window)))]
-            for _ in reads:
-                window.popleft()
+            reads: list[_Read] = []
+            while window and len(reads) < BATCH:
+                reads += window.popleft().result()
             yield from _batch_results(
                 decoder, reads, defer, pool, preparer, limits, pixel_hash_kind
             )
