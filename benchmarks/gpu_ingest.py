@@ -821,46 +821,27 @@ def section_e2e(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     has_flag = cli_has_device_flag(env)
-    # (model, device, sources, environment, extra flags, what it is)
-    Run = tuple[str, str, list[Path], dict[str, str], list[str], str]
-    runs: list[Run] = [(name, device, [data], {}, [], "") for name in models]
+    # (kind, model, device, sources, environment, extra flags, what it is)
+    Run = tuple[str, str, str, list[Path], dict[str, str], list[str], str]
+    fp32 = {"LOOKALIKE_GPU_PRECISION": "fp32"}
+    runs: list[Run] = [("default", name, device, [data], {}, [], "") for name in models]
     if device != "cpu":
-        # the GPU path as it was before uint8 pixels, processes and fp16 (10,000 files)
-        before = sorted(data.iterdir())[:10]
-        runs.insert(
-            1,
-            (
-                "resnet50",
-                device,
-                before,
-                {"LOOKALIKE_GPU_PRECISION": "fp32"},
-                ["--decode", "threads"],
-                "before: fp32, --decode threads, float32 inputs",
-            ),
-        )
-        runs.insert(
-            2,
-            (
-                "resnet50",
-                device,
-                sorted(data.iterdir())[:20],
-                {"LOOKALIKE_GPU_PRECISION": "fp32"},
-                [],
-                "fp32, 20,000 files",
-            ),
-        )
+        folders = sorted(data.iterdir())
+        runs[1:1] = [
+            # the GPU path as it was before uint8 pixels, processes and fp16 (10,000 files)
+            ("before", "resnet50", device, folders[:10], fp32, ["--decode", "threads"],
+             "before: fp32, --decode threads, float32 inputs"),
+            ("fp32", "resnet50", device, folders[:20], fp32, [], "fp32, 20,000 files"),
+        ]  # fmt: skip
         for name in models:  # JPEGs decoded and resized on the GPU (inexact, opt-in)
-            runs.append((name, device, [data], {}, ["--decode", "gpu"], "--decode gpu"))
+            runs.append(
+                ("gpu-decode", name, device, [data], {}, ["--decode", "gpu"], "--decode gpu")
+            )
         if cpu_n:
-            runs.append(("mobilenet", "cpu", [data / "d000"], {}, [], "cpu"))  # 1,000 files
-
-    def kind(what: str) -> str:
-        return (what or "default").split(":")[0].split(",")[0].replace("--decode gpu", "gpu-decode")
-
-    runs = [r for r in runs if kind(r[5]) in kinds]
-    for name, dev, sources, extra_env, extra_args, what in runs:
-        if what == "cpu":
-            what = ""
+            runs.append(("cpu", "mobilenet", "cpu", [data / "d000"], {}, [], ""))  # 1,000 files
+    for kind, name, dev, sources, extra_env, extra_args, what in runs:
+        if kind not in kinds:
+            continue
         if not budget.allows(45):
             t.note(f"time budget: e2e {name} on {dev} {what} skipped")
             continue
@@ -931,7 +912,7 @@ def section_e2e(
             key = "ort-cpu"
         elif (name, "ort-cuda") in model_only:
             key = "ort-cuda"
-        elif what.startswith(("before", "fp32")):
+        elif kind in ("before", "fp32"):
             key = f"torch {'emulate ' if name == 'mobilenet' else ''}fp32 host"
         else:
             key = "index path"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -100,12 +99,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_file_mb=args.max_file_mb,
     )
     device = _index_device(coll)
-    batch_size, workers = args.batch_size, args.workers
+    batch_size = args.batch_size
     if device is not None and device.is_cuda:
         from ..models.gpu_session import batch_size_for
 
         batch_size = batch_size or batch_size_for(device)
-        workers = (os.cpu_count() or 1) if workers is None else workers  # decoding gets every core
     show = not args.no_progress and sys.stderr.isatty()
     label = f"indexing on {device.describe()}" if device is not None else "indexing"
     progress = Progress(label) if show else None
@@ -115,7 +113,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         report = coll.add(
             args.sources,
             limits=limits,
-            workers=workers,
+            workers=args.workers,
             decode=args.decode,
             batch_size=batch_size or 32,
             progress=progress,

@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageRejected, InvalidInput
+from ..errors import InvalidInput
 from ..models.device import CudaUnavailable
 from ..models.embedders.base import Preparer
 from ..models.phash import phash_ints_from_gray32
+from ..models.torch_backend import look_up
 from .decode import DEFAULT_PIXEL_HASH, DecodeLimits, jpeg_header
-from .hashes import content_hash
-from .worker import PHASH_FROM_RESIZED_MIN_SIDE, Result, Task, process, read_regular_file
+from .worker import PHASH_FROM_RESIZED_MIN_SIDE, Result, Task, process, read_task
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,8 @@ class _Read:
 
 
 def _read(task: Task, limits: DecodeLimits) -> _Read:
-    try:
-        st, data = read_regular_file(task.path, limits.max_file_bytes)
-    except ImageRejected as exc:
-        return _Read(task, Result(task.key, "skipped", reason=exc.reason, detail=exc.detail))
-    except OSError as exc:
-        detail = exc.strerror or str(exc)
-        return _Read(task, Result(task.key, "skipped", reason="unreadable", detail=detail))
-    result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
-    result.content_hash = content_hash(data)
-    if task.expect_hash is not None and task.expect_hash == result.content_hash:
-        result.status = "same"
-        return _Read(task, result)
-    return _Read(task, result, data, jpeg_header(data, limits))
+    result, data = read_task(task, limits)
+    return _Read(task, result, data, None if data is None else jpeg_header(data, limits))
 
 
 def _read_chunk(tasks: list[Task], limits: DecodeLimits) -> list[_Read]:
@@ -214,8 +203,7 @@ class GpuDecoder:
         def host(x: Any) -> Any:
             if defer:
                 return x.permute(0, 2, 3, 1).to(torch.uint8)
-            offsets = torch.arange(3, device=x.device).view(1, 3, 1, 1) * 256
-            return torch.take(self.table, x.to(torch.int64) + offsets)
+            return look_up(torch, self.table, x)
 
         if len({tuple(c.shape) for c in crops}) == 1:
             return list(host(torch.stack(crops)).cpu().numpy())

@@ -54,11 +54,3 @@ def pixel_hashes(
             if value is not None:
                 out[item.id] = computed[item.id] = value
     return out, computed
-
-
-def file_content_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

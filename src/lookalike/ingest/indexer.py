@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ..models.identity import file_sha256
 from ..store.catalog import Item, Skipped
 from . import filters, pipeline
 from .checks import BAD_NAME, catalog_text, file_problem, stat_problem
 from .decode import DecodeLimits
-from .hashes import content_hash, file_content_hash
+from .hashes import content_hash
 from .inference import InferenceQueue
 from .report import IndexReport, Target
 
@@ -238,7 +239,7 @@ class Indexer:
                     remaining.append((e, st))
                     continue
                 try:
-                    digest = file_content_hash(str(e.path))
+                    digest = file_sha256(Path(e.path))
                 except OSError:
                     remaining.append((e, st))
                     continue

@@ -46,6 +46,24 @@ class Result:
     prepared: np.ndarray | None = None
 
 
+def read_task(task: Task, limits: DecodeLimits) -> tuple[Result, bytes | None]:
+    """The file's bytes and a Result with its size, mtime and content hash; the bytes are
+    None when there is nothing to decode (skipped, or unchanged: ``task.expect_hash``)."""
+    try:
+        st, data = read_regular_file(task.path, limits.max_file_bytes)
+    except ImageRejected as exc:
+        return Result(task.key, "skipped", reason=exc.reason, detail=exc.detail), None
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        return Result(task.key, "skipped", reason="unreadable", detail=detail), None
+    result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
+    result.content_hash = content_hash(data)
+    if task.expect_hash is not None and task.expect_hash == result.content_hash:
+        result.status = "same"
+        return result, None
+    return result, data
+
+
 def process(
     task: Task,
     preparer: Preparer,
@@ -63,16 +81,8 @@ def process(
     """
     from ..models.phash import PhashPreparer, phash_int
 
-    try:
-        st, data = read_regular_file(task.path, limits.max_file_bytes)
-    except ImageRejected as exc:
-        return Result(task.key, "skipped", reason=exc.reason, detail=exc.detail)
-    except OSError as exc:
-        return Result(task.key, "skipped", reason="unreadable", detail=exc.strerror or str(exc))
-    result = Result(task.key, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
-    result.content_hash = content_hash(data)
-    if task.expect_hash is not None and task.expect_hash == result.content_hash:
-        result.status = "same"
+    result, data = read_task(task, limits)
+    if data is None:
         return result
     try:
         decoded = decode_image(data, limits, draft=draft)

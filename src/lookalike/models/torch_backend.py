@@ -70,6 +70,13 @@ _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 logger = logging.getLogger(__name__)
 
 
+def look_up(torch: Any, table: Any, pixels: Any) -> Any:
+    """``table`` (the (3, 256) lookup table, flattened, on the device) applied to (N, 3, H,
+    W) 8-bit values (any dtype): the float32 model input, as ``ImageProcessorSpec.normalise``."""
+    offsets = torch.arange(3, device=pixels.device, dtype=torch.int64).view(1, 3, 1, 1) * 256
+    return torch.take(table, pixels.to(torch.int64) + offsets)
+
+
 class TorchRunner:
     """Run one output of an ONNX model with PyTorch (via onnx2torch) on ``device``.
 
@@ -254,9 +261,7 @@ class TorchRunner:
         if flat is None:
             flat = torch.from_numpy(np.array(table, dtype=np.float32).ravel())
             flat = self._tables[key] = flat.to(self.device)
-        offsets = torch.arange(3, device=x.device, dtype=torch.int64) * 256
-        index = x.permute(0, 3, 1, 2).to(torch.int64) + offsets.view(1, 3, 1, 1)
-        return torch.take(flat, index)
+        return look_up(torch, flat, x.permute(0, 3, 1, 2))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The model's output for ``batch`` (N, ...) as float32 numpy, like onnxruntime's."""
@@ -343,6 +348,7 @@ __all__ = [
     "cosine_similarities",
     "dequantize_qdq",
     "has_qdq",
+    "look_up",
     "max_normalized_diff",
     "prune_to_output",
     "set_fp32_precision",
