@@ -5,6 +5,7 @@ Each request gets exactly what it gets alone, missing and hidden items included.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -137,6 +138,62 @@ def test_hidden_hits_make_a_request_ask_milvus_for_more_with_its_own_vector(
         served.item_vector("hat/1006.jpg"), 3, exclude=["hat/1006.jpg"]
     )  # the same search, unbatched
     assert again == _ids(direct)
+
+
+def _awaited_together(served: ServedCollection, queries: list[str], k: int = 5) -> list[Any]:
+    """``similar_async`` of each query on one event loop (as the server awaits them), all
+    waiting behind a first batch that is held until they are queued."""
+    held, release = threading.Event(), threading.Event()
+    search = served.milvus.search
+
+    def first_waits(*args: Any, **kw: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            assert release.wait(30)
+        return search(*args, **kw)
+
+    async def outcome(item_id: str) -> Any:
+        try:
+            return _ids(await served.similar_async(item_id, k))
+        except ItemNotFound as exc:
+            return str(exc)
+
+    async def main() -> list[Any]:
+        lead = asyncio.create_task(outcome("pants/1024.jpg"))
+        assert await asyncio.to_thread(held.wait, 30)
+        tasks = [asyncio.create_task(outcome(q)) for q in queries]
+        queue = served._similar._waits._queues  # the calls waiting, by key
+        deadline = time.monotonic() + 30
+        while len(queue.get((k + 1, None), [])) < len(queries):
+            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
+            await asyncio.sleep(0.01)
+        release.set()
+        await lead
+        return list(await asyncio.gather(*tasks))
+
+    served.milvus.search = first_waits  # type: ignore[method-assign]
+    try:
+        return asyncio.run(main())
+    finally:
+        served.milvus.search = search  # type: ignore[method-assign]
+
+
+def test_awaited_requests_share_one_batch_and_get_what_they_get_alone(served: Any) -> None:
+    served.redis.begin_remove(["dress/1000.jpg"])  # hidden: not found, like a missing id
+    queries = ["nobody", *QUERIES]
+    alone = [_outcome(served, q, 5) for q in queries]
+    assert alone[0] == "no item with id 'nobody'" and isinstance(alone[1], list)
+    before = served._similar._waits.batches
+    assert _awaited_together(served, queries) == alone
+    assert served._similar._waits.batches == before + 2  # the held first one, then the rest
+
+
+def test_awaited_hidden_hits_ask_milvus_for_more_as_the_threaded_path_does(served: Any) -> None:
+    first = _ids(served.similar("hat/1006.jpg", 3))
+    served.redis.begin_remove([i for i, _ in first])  # every hit of the first round hidden
+    again = _ids(asyncio.run(served.similar_async("hat/1006.jpg", 3)))
+    assert len(again) == 3 and not {i for i, _ in first} & {i for i, _ in again}
+    assert again == _ids(served.similar("hat/1006.jpg", 3))
 
 
 def test_records_without_a_kept_vector_are_read_from_milvus_in_one_read(kept: Any) -> None:

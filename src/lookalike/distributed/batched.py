@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..store import milvus_wire as wire
-from ..store.coalesce import Coalescer
+from ..store.coalesce import AsyncCoalescer, Coalescer
 from .search import Round
 
 if TYPE_CHECKING:
@@ -41,14 +41,22 @@ class SimilarBatches:
         self.milvus, self.redis = milvus, redis
         # one batch out at a time: the others gather behind it (they share its costs)
         self._batches: Coalescer[str, Round | None] = Coalescer(self._run, inflight=inflight)
+        self._waits: AsyncCoalescer[str, Round | None] = AsyncCoalescer(
+            self._run, inflight=inflight
+        )
 
     @property
     def batches(self) -> int:
         """Batches answered so far (tests and benchmarks read it)."""
-        return self._batches.batches
+        return self._batches.batches + self._waits.batches
 
     def __call__(self, item_id: str, limit: int, expr: str | None) -> Round | None:
         return self._batches((limit, expr), [item_id])[0]
+
+    async def wait(self, item_id: str, limit: int, expr: str | None) -> Round | None:
+        """The same answer, awaited on an event loop: the request holds no thread while
+        its batch gathers and runs (the batch runs in a worker thread)."""
+        return await self._waits((limit, expr), item_id)
 
     def _run(self, key: Hashable, ids: list[str]) -> list[Round | None]:
         assert isinstance(key, tuple)

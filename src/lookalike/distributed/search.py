@@ -98,29 +98,64 @@ def search_hits(
     expr, rest = expression(label, where)
     skip = set(exclude)
     limit = first_limit(k, exclude)
-    while True:
-        if first is not None:
-            found, known, first = first.found, first.records, None
-        else:
-            found, known = milvus.search(np.atleast_2d(vec), limit, expr)[0], None
-        ids = [i for i, _ in found if i not in skip]
-        items = [known.get(i) for i in ids] if known is not None else meta.get(ids)
-        hits: list[Hit] = []
-        scores = {i: s for i, s in found}
-        for item_id, item in zip(ids, items, strict=True):
-            score = scores[item_id]
-            if threshold is not None and score < threshold:
-                break
-            if item is None or (rest is not None and not rest.matches(item.label, item.metadata)):
-                continue
-            hits.append(_hit(len(hits) + 1, item, score))
-            if len(hits) == k:
-                return hits
-        exhausted = len(found) < limit or limit >= MILVUS_TOPK
-        below = threshold is not None and found and found[-1][1] < threshold
-        if exhausted or below:
-            return hits
+    if first is not None:
+        settled = first_hits(first, k, threshold=threshold, label=label, where=where,
+                             exclude=exclude)  # fmt: skip
+        if settled is not None:
+            return settled
         limit = min(MILVUS_TOPK, limit * 4)
+    while True:
+        found = milvus.search(np.atleast_2d(vec), limit, expr)[0]
+        ids = [i for i, _ in found if i not in skip]
+        settled = _settled(found, ids, meta.get(ids), k, threshold, rest, limit)
+        if settled is not None:
+            return settled
+        limit = min(MILVUS_TOPK, limit * 4)
+
+
+def first_hits(
+    first: Round,
+    k: int,
+    *,
+    threshold: float | None = None,
+    label: str | None = None,
+    where: Where | None = None,
+    exclude: Sequence[str] = (),
+) -> list[Hit] | None:
+    """The hits of a first round already read (no call made), or None when it does not
+    settle them: some were hidden, and Milvus must be asked for more (``search_hits``)."""
+    rest = expression(label, where)[1]
+    skip = set(exclude)
+    ids = [i for i, _ in first.found if i not in skip]
+    items = [first.records.get(i) for i in ids]
+    return _settled(first.found, ids, items, k, threshold, rest, first_limit(k, exclude))
+
+
+def _settled(
+    found: list[tuple[str, float]],
+    ids: list[str],
+    items: list[Item | None],
+    k: int,
+    threshold: float | None,
+    rest: Where | None,
+    limit: int,
+) -> list[Hit] | None:
+    """The hits among one round's ``found`` (``ids``: those not excluded, with their
+    ``items``), or None when that round, of ``limit`` results, cannot settle them."""
+    hits: list[Hit] = []
+    scores = dict(found)
+    for item_id, item in zip(ids, items, strict=True):
+        score = scores[item_id]
+        if threshold is not None and score < threshold:
+            break
+        if item is None or (rest is not None and not rest.matches(item.label, item.metadata)):
+            continue
+        hits.append(_hit(len(hits) + 1, item, score))
+        if len(hits) == k:
+            return hits
+    exhausted = len(found) < limit or limit >= MILVUS_TOPK
+    below = threshold is not None and found and found[-1][1] < threshold
+    return hits if exhausted or below else None
 
 
 def _hit(rank: int, item: Item, score: float) -> Hit:

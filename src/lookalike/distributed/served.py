@@ -14,11 +14,13 @@ Writes are safe with any number of replicas:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from .batched import SimilarBatches, stored_rows
 from .config import RemoteSpec, open_milvus, open_redis
 from .fences import RedisFence
 from .publisher import stored_bytes
-from .search import expression, first_limit, search_hits
+from .search import expression, first_hits, first_limit, search_hits
 
 if TYPE_CHECKING:
     from ..models.embedders.base import Embedder
@@ -168,6 +170,28 @@ class ServedCollection:
             self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
             exclude=[item_id], first=first,
         )  # fmt: skip
+
+    async def similar_async(
+        self,
+        item_id: str,
+        k: int,
+        *,
+        threshold: float | None = None,
+        where: Where | None = None,
+    ) -> list[Hit]:
+        """:meth:`similar` for a caller on an event loop: the request waits for its batch
+        without holding a thread. Only hits that need another Milvus round (some were
+        hidden) are finished in a thread."""
+        limit, expr = first_limit(k, [item_id]), expression(None, where)[0]
+        first = await self._similar.wait(item_id, limit, expr)
+        if first is None:
+            raise ItemNotFound(f"no item with id {item_id!r}")
+        hits = first_hits(first, k, threshold=threshold, where=where, exclude=[item_id])
+        if hits is None:
+            rest = partial(search_hits, self.milvus, self.redis, first.query, k,
+                           threshold=threshold, where=where, exclude=[item_id], first=first)  # fmt: skip
+            hits = await asyncio.to_thread(rest)
+        return hits
 
     def item_vector(self, item_id: str) -> np.ndarray:
         """A ready item's stored vector as a 1-row query (else ItemNotFound): from Redis

@@ -76,6 +76,22 @@ class RemoteService(Service):
             hits = self.served.similar(item_id, k, threshold=threshold, where=flt)
         return self._hits(hits)
 
+    async def similar_async(
+        self,
+        item_id: str,
+        k: int,
+        threshold: float | None = None,
+        label: str | None = None,
+        where: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`similar` on the event loop: the request waits for its batch of concurrent
+        ``/similar`` requests without a thread of the threadpool (``AsyncCoalescer``)."""
+        self._check_k(k)
+        flt = self._filter(label, where)
+        return self._hits(
+            await self.served.similar_async(item_id, k, threshold=threshold, where=flt)
+        )
+
     def search_terms(
         self,
         terms: Sequence[Any],

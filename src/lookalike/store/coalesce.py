@@ -10,11 +10,15 @@ filter) are merged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Coalescer"]
+__all__ = ["AsyncCoalescer", "Coalescer"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -122,3 +126,93 @@ class Coalescer(Generic[T, R]):
             call.done = True
             start += len(call.items)
             call.wake.set()
+
+
+class AsyncCoalescer(Generic[T, R]):
+    """:class:`Coalescer` for callers on an asyncio event loop: ``await coalescer(key, item)``
+    returns ``run(key, items)``'s result for ``item``. A waiting call holds no thread (a
+    server thread per waiting request costs a hand-off each way); each batch runs in a
+    worker thread of the coalescer's own. At most ``inflight`` batches run at once; calls
+    that arrive meanwhile gather for the next. Calls from several event loops may share it:
+    each call is answered on its own loop."""
+
+    def __init__(
+        self,
+        run: Callable[[Hashable, list[T]], Sequence[R]],
+        *,
+        inflight: int = 1,
+        max_items: int = 256,
+    ) -> None:
+        if inflight < 1 or max_items < 1:
+            raise ValueError("inflight and max_items must be at least 1")
+        self._run = run
+        self.inflight, self.max_items = inflight, max_items
+        self._lock = threading.Lock()  # the state below, when several loops call
+        self._queues: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._running = 0
+        self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self.batches = 0  # batches run so far (tests and benchmarks read it)
+
+    async def __call__(self, key: Hashable, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._queues.setdefault(key, []).append((item, future))
+        self._start()
+        return await future
+
+    def _start(self) -> None:
+        """Start batches while fewer than ``inflight`` run and calls wait (oldest key first)."""
+        while True:
+            with self._lock:
+                if self._running >= self.inflight or not self._queues:
+                    return
+                key = next(iter(self._queues))
+                queue = self._queues.pop(key)
+                calls, rest = queue[: self.max_items], queue[self.max_items :]
+                if rest:
+                    self._queues[key] = rest  # last: other keys go first
+                calls = [(item, future) for item, future in calls if not future.done()]
+                if not calls:  # every caller gave up (a closed connection)
+                    continue
+                self._running += 1
+                self.batches += 1
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.inflight, "lookalike-batch")
+                pool = self._pool
+            items = [item for item, _ in calls]
+            work = pool.submit(self._run, key, items)
+            work.add_done_callback(partial(self._finish, calls))
+
+    def _finish(self, calls: list[tuple[T, asyncio.Future[R]]], work: Future[Sequence[R]]) -> None:
+        """In the worker thread: answer each call on its own loop, then start the next batch."""
+        with self._lock:
+            self._running -= 1
+        try:
+            results = list(work.result())
+            if len(results) != len(calls):
+                raise RuntimeError(f"a batch of {len(calls)} gave {len(results)} results")
+        except BaseException as exc:  # every call of the batch gets it
+            _answer([(future, None, exc) for _, future in calls])
+        else:
+            _answer([(f, r, None) for (_, f), r in zip(calls, results, strict=True)])
+        self._start()
+
+
+def _answer(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Set each future's result or error on its own loop: one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for answer in answers:
+        by_loop.setdefault(answer[0].get_loop(), []).append(answer)
+    for loop, some in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, some)
+
+
+def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        if future.done():  # the caller gave up meanwhile
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -70,6 +70,14 @@ async def read_now(fn: Callable[..., Any], *args: Any) -> Any:
         return await run_in_threadpool(fn, *args)
 
 
+async def similar_now(service: Any, *args: Any) -> Any:
+    """``/similar``: a replica's requests wait for their batch on the event loop
+    (``RemoteService.similar_async``: no thread each); the embedded service's as
+    :func:`read_now`."""
+    waits = getattr(service, "similar_async", None)
+    return await (waits(*args) if waits is not None else read_now(service.similar, *args))
+
+
 async def read_files(files: list[UploadFile], settings: ServerSettings) -> list[bytes]:
     """The uploads' bytes, within the per-request file count and per-file size limits."""
     if len(files) > settings.max_files:
