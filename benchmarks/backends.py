@@ -229,6 +229,12 @@ def main() -> int:
         help="which parts to run (serving still builds the embedded folder of the vectors)",
     )
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="how many times the serving part alternates vectors from Milvus and from Redis",
+    )
+    ap.add_argument(
         "--served",
         default="ivf-sq8,hnsw",
         help="the Milvus indexes the serving part publishes and serves",

@@ -12,7 +12,11 @@ request of the server processes, Milvus, Redis and the clients.
 
 This machine's speed drifts by up to 2x over minutes, so the embedded server stays up and
 each distributed row is preceded by an embedded reference load (after Milvus has settled):
-its ``vs emb`` column is the row's p99 over that reference's, measured seconds apart.
+its ``vs emb`` column is the row's p99 over that reference's, measured seconds apart. The
+two ways alternate ``--rounds`` times, and a summary ends the part: per setup, the median of
+its rows' ratios and how many rows are within the 2x target. Before its rows, each index's
+own latency is printed: one client's searches of 8 queries (a loaded replica's batch), one
+after another, with no replica and no load; its p99 is the tail Milvus brings by itself.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import http.client
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -29,10 +34,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from load import cpu_seconds, free_port, pct, run_clients
 
 from lookalike import Collection
 from lookalike.distributed.config import RemoteSpec
+from lookalike.store.milvus import MilvusVectors
+from lookalike.store.milvus_client import KeptVectors
 
 
 def settle(pid: int | None, quiet: float = 0.15, most: float = 900.0) -> float:
@@ -73,12 +81,13 @@ def serve(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def load(
     ports: list[int], ids: list[str], clients: int, seconds: float, pids: dict[str, list[int]],
-    reference: Callable[[], float] | None = None,
+    reference: Callable[[], float] | None = None, ratios: list[float] | None = None,
 ) -> str:  # fmt: skip
     """Measured after a 2 s warm-up of the same load (connections, caches, thread pools).
     Also printed: the CPU milliseconds per request of each group of processes in ``pids``
     and of the clients (this process). ``reference`` (the embedded load, returning its p99)
-    runs once Milvus has settled, just before this load; the row then ends with the ratio."""
+    runs once Milvus has settled, just before this load; the row then ends with the ratio,
+    which is also appended to ``ratios``."""
     pids = {**pids, "clients": [os.getpid()]}
     settle(pids["milvus"][0] if pids.get("milvus") else None)  # no background work measured
     ref = reference() if reference is not None else None
@@ -90,6 +99,8 @@ def load(
         for k, v in pids.items()
     )
     versus = f"   vs emb {p99 / ref:.2f}x (emb p99 {ref:.1f} ms)" if ref else ""
+    if ref and ratios is not None:
+        ratios.append(p99 / ref)
     return f"{row}   {spent}{versus}"
 
 
@@ -151,15 +162,18 @@ def part_serving(
 
         done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
         print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
+        verdicts: dict[str, list[float]] = {}  # setup -> its rows' p99 over the reference's
         for db, (index, params) in enumerate(SERVED):
             if index not in a.served.split(","):
                 continue
             served = tmp / f"served-{index}"  # a copy per index: a folder serves one store
             shutil.copytree(folder, served)
             uri = f"{redis_uri.rsplit('/', 1)[0]}/{db}"  # a Redis database per published copy
-            serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids, embedded)
+            serve_milvus(served, index, params, ids, tmp, milvus_uri, uri, a, pids, embedded,
+                         verdicts)  # fmt: skip
         done = load([port], ids, a.clients, a.seconds, {"server": [proc.pid]})
         print(f"  {'embedded folder (FAISS), 1 server':<44} {done}", flush=True)
+        summary(verdicts)
     finally:
         proc.terminate()
         proc.wait()
@@ -174,7 +188,7 @@ SERVED: tuple[tuple[str, dict[str, int | None]], ...] = (("ivf-sq8", {"nlist": 5
 def serve_milvus(
     folder: Path, index: str, params: dict[str, int | None], ids: list[str], tmp: Path,
     milvus_uri: str, redis_uri: str, a: argparse.Namespace, pids: dict[str, list[int]],
-    reference: Callable[[], float],
+    reference: Callable[[], float], verdicts: dict[str, list[float]],
 ) -> None:  # fmt: skip
     name = "served_" + index.replace("-", "_")
     spec = RemoteSpec.parse(milvus_uri, name, index, params, redis_uri, redis_vectors=True)
@@ -194,30 +208,36 @@ def serve_milvus(
               f" {published:.1f} s, quiet after {quiet:.0f} s;"
               f" recall@10 {recall and recall['recall_at_10']},"
               f" knobs {recall and recall['search']})")  # fmt: skip
+        if not coll.remote.milvus.plan.reranks:
+            print(f"  (Milvus alone, {alone(coll.remote.milvus, None)})")
+        for kept in (False, True) if coll.remote.milvus.plan.reranks else ():
+            print(f"  (Milvus alone, {alone(coll.remote.milvus, redis if kept else None)},"
+                  f" shortlists' vectors {'from Redis' if kept else 'from Milvus'})")  # fmt: skip
         flags = ["--milvus-uri", milvus_uri, "--milvus-collection", name, "--metadata", redis_uri,
                  "--uploads", str(tmp / "uploads")]  # fmt: skip
-        # replicas read the setting when they start; the two ways alternate, twice, as this
-        # machine's speed drifts over minutes
-        for kept in (False, True, False, True):
+        # replicas read the setting when they start; the two ways alternate, --rounds times,
+        # as this machine's speed drifts over minutes
+        for kept in (False, True) * a.rounds:
             redis.set_info("redis_vectors", kept)
             what = f"Milvus {index} + Redis{' vectors' if kept else ''}"
-            replicas(flags, what, ids, tmp / f"{name}-{kept}", a, pids, reference)
+            replicas(flags, what, ids, tmp / f"{name}-{kept}", a, pids, reference, verdicts)
 
 
 def replicas(
     flags: list[str], what: str, ids: list[str], logs: Path, a: argparse.Namespace,
-    pids: dict[str, list[int]], reference: Callable[[], float],
+    pids: dict[str, list[int]], reference: Callable[[], float], verdicts: dict[str, list[float]],
 ) -> None:  # fmt: skip
     """One replica, then two, serving the load; a row each, after an embedded reference."""
     first, port1 = serve(flags, logs.with_suffix(".1.log"))
     try:
         done = load([port1], ids, a.clients, a.seconds, {"replicas": [first.pid], **pids},
-                    reference)  # fmt: skip
+                    reference, verdicts.setdefault(f"{what}, 1 replica", []))  # fmt: skip
         print(f"  {what + ', 1 replica':<44} {done}", flush=True)
         second, port2 = serve(flags, logs.with_suffix(".2.log"))
         try:
             both = load([port1, port2], ids, a.clients, a.seconds,
-                        {"replicas": [first.pid, second.pid], **pids}, reference)  # fmt: skip
+                        {"replicas": [first.pid, second.pid], **pids}, reference,
+                        verdicts.setdefault(f"{what}, 2 replicas", []))  # fmt: skip
             print(f"  {what + ', 2 replicas':<44} {both}", flush=True)
         finally:
             second.terminate()
@@ -225,3 +245,34 @@ def replicas(
     finally:
         first.terminate()
         first.wait()
+
+
+def alone(milvus: MilvusVectors, kept: KeptVectors | None, calls: int = 1000) -> str:
+    """Milvus' own latency, without the replicas: one client's searches of 8 queries (about a
+    loaded replica's batch) one after another, as ``/similar`` makes them (the re-rank's
+    vectors from ``kept``, else from Milvus). Its tail is Milvus' own, not the load's."""
+    rng = np.random.default_rng(7)
+    queries = rng.standard_normal((8, milvus.dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    before, milvus.kept = milvus.kept, kept
+    try:
+        milvus.search(queries, 11)  # k=10 plus the item itself, as /similar asks
+        lat = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            milvus.search(queries, 11)
+            lat.append(time.perf_counter() - t0)
+    finally:
+        milvus.kept = before
+    return f"one client, 8 queries per search: p50 {pct(lat, 50) * 1e3:.1f} ms, p99 {pct(lat, 99) * 1e3:.1f} ms"
+
+
+def summary(verdicts: dict[str, list[float]]) -> None:
+    """Each setup's rows against the target (p99 within 2x of the embedded reference's)."""
+    print("\n  p99 over the embedded reference's, per setup (target: within 2x)")
+    for what, ratios in verdicts.items():
+        if ratios:
+            within = sum(r <= 2.0 for r in ratios)
+            shown = ", ".join(f"{r:.2f}x" for r in ratios)
+            print(f"  {what:<44} median {statistics.median(ratios):.2f}x   rows {shown}"
+                  f"   within 2x: {within} of {len(ratios)}")  # fmt: skip
