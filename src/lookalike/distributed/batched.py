@@ -3,7 +3,8 @@
 Each request alone reads its item's vector from Redis, searches Milvus, then reads its hits'
 records from Redis: three calls, each with a fixed cost on the replica and on the service
 (a Milvus search call costs milliseconds whatever it holds). Under load, the requests that
-arrive while a batch is out wait for it to finish (``store/coalesce.py``) and the next batch
+arrive while a batch is out wait for it to finish (``store/coalesce.py``; the server's
+requests wait on its event loop, the others in their threads) and the next batch
 serves them all: one Redis read of all their vectors, one Milvus search of all their rows,
 one Redis read of all their hits' records. Only requests with the same ``k`` and Milvus
 filter share a batch, and each gets exactly what it would have got alone: the first round

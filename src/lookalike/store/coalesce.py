@@ -5,7 +5,8 @@ little more per extra query in it (on 2 cores: 7 ms for one query, 15 ms for 16)
 threads call at once, the calls that arrive while ``inflight`` requests are already out
 wait, and the next free request carries all of them: nothing waits when the store is idle,
 and under load the fixed cost is shared. Only calls with the same key (e.g. the same k and
-filter) are merged.
+filter) are merged. :class:`Coalescer` serves threads; :class:`AsyncCoalescer` serves calls
+awaited on an event loop, which hold no thread while they wait.
 """
 
 from __future__ import annotations
