@@ -6,9 +6,10 @@ Each request gets exactly what it gets alone, missing and hidden items included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,9 @@ def _ids(hits: list[Any]) -> list[tuple[str, float]]:
     return [(h.id, round(h.score, 5)) for h in hits]
 
 
-def _together(served: ServedCollection, queries: list[str], k: int = 5) -> list[Any]:
-    """``similar`` of each query from its own thread, all of them waiting behind a first batch
-    that is held until they are queued: they are then answered by one second batch."""
+@contextlib.contextmanager
+def _first_search_held(served: ServedCollection) -> Iterator[tuple[threading.Event, ...]]:
+    """(held, release): the next Milvus search sets ``held`` and waits for ``release``."""
     held, release = threading.Event(), threading.Event()
     search = served.milvus.search
 
@@ -79,20 +80,29 @@ def _together(served: ServedCollection, queries: list[str], k: int = 5) -> list[
 
     served.milvus.search = first_waits  # type: ignore[method-assign]
     try:
-        with ThreadPoolExecutor(len(queries) + 1) as pool:
-            lead = pool.submit(served.similar, "pants/1024.jpg", k)
-            assert held.wait(30)
-            futures = [pool.submit(_outcome, served, q, k) for q in queries]
-            queue = served._similar._batches._queues  # the calls waiting, by key
-            deadline = time.monotonic() + 30
-            while len(queue.get((k + 1, None), [])) < len(queries):
-                assert time.monotonic() < deadline and not any(f.done() for f in futures)
-                time.sleep(0.01)
-            release.set()
-            lead.result(30)
-            return [f.result(30) for f in futures]
+        yield held, release
     finally:
         served.milvus.search = search  # type: ignore[method-assign]
+
+
+def _together(served: ServedCollection, queries: list[str], k: int = 5) -> list[Any]:
+    """``similar`` of each query from its own thread, all of them waiting behind a first batch
+    that is held until they are queued: they are then answered by one second batch."""
+    with (
+        _first_search_held(served) as (held, release),
+        ThreadPoolExecutor(len(queries) + 1) as pool,
+    ):
+        lead = pool.submit(served.similar, "pants/1024.jpg", k)
+        assert held.wait(30)
+        futures = [pool.submit(_outcome, served, q, k) for q in queries]
+        queue = served._similar._batches._queues  # the calls waiting, by key
+        deadline = time.monotonic() + 30
+        while len(queue.get((k + 1, None), [])) < len(queries):
+            assert time.monotonic() < deadline and not any(f.done() for f in futures)
+            time.sleep(0.01)
+        release.set()
+        lead.result(30)
+        return [f.result(30) for f in futures]
 
 
 def _outcome(served: ServedCollection, item_id: str, k: int) -> Any:
@@ -143,14 +153,6 @@ def test_hidden_hits_make_a_request_ask_milvus_for_more_with_its_own_vector(
 def _awaited_together(served: ServedCollection, queries: list[str], k: int = 5) -> list[Any]:
     """``similar_async`` of each query on one event loop (as the server awaits them), all
     waiting behind a first batch that is held until they are queued."""
-    held, release = threading.Event(), threading.Event()
-    search = served.milvus.search
-
-    def first_waits(*args: Any, **kw: Any) -> Any:
-        if not held.is_set():
-            held.set()
-            assert release.wait(30)
-        return search(*args, **kw)
 
     async def outcome(item_id: str) -> Any:
         try:
@@ -158,7 +160,7 @@ def _awaited_together(served: ServedCollection, queries: list[str], k: int = 5) 
         except ItemNotFound as exc:
             return str(exc)
 
-    async def main() -> list[Any]:
+    async def main(held: threading.Event, release: threading.Event) -> list[Any]:
         lead = asyncio.create_task(outcome("pants/1024.jpg"))
         assert await asyncio.to_thread(held.wait, 30)
         tasks = [asyncio.create_task(outcome(q)) for q in queries]
@@ -171,11 +173,8 @@ def _awaited_together(served: ServedCollection, queries: list[str], k: int = 5) 
         await lead
         return list(await asyncio.gather(*tasks))
 
-    served.milvus.search = first_waits  # type: ignore[method-assign]
-    try:
-        return asyncio.run(main())
-    finally:
-        served.milvus.search = search  # type: ignore[method-assign]
+    with _first_search_held(served) as (held, release):
+        return asyncio.run(main(held, release))
 
 
 def test_awaited_requests_share_one_batch_and_get_what_they_get_alone(served: Any) -> None:

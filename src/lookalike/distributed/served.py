@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from .batched import SimilarBatches, stored_rows
 from .config import RemoteSpec, open_milvus, open_redis
 from .fences import RedisFence
 from .publisher import stored_bytes
-from .search import expression, first_hits, first_limit, search_hits
+from .search import Round, expression, first_hits, first_limit, search_hits
 
 if TYPE_CHECKING:
     from ..models.embedders.base import Embedder
@@ -163,13 +162,8 @@ class ServedCollection:
     ) -> list[Hit]:
         """The items most like ``item_id``, itself left out (ItemNotFound unless it is ready).
         The first round is answered with the concurrent requests' (``batched.py``)."""
-        first = self._similar(item_id, first_limit(k, [item_id]), expression(None, where)[0])
-        if first is None:
-            raise ItemNotFound(f"no item with id {item_id!r}")
-        return search_hits(
-            self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
-            exclude=[item_id], first=first,
-        )  # fmt: skip
+        first = _found(self._similar(item_id, *_first_round(item_id, k, where)), item_id)
+        return self._finish(first, item_id, k, threshold, where)
 
     async def similar_async(
         self,
@@ -182,16 +176,20 @@ class ServedCollection:
         """:meth:`similar` for a caller on an event loop: the request waits for its batch
         without holding a thread. Only hits that need another Milvus round (some were
         hidden) are finished in a thread."""
-        limit, expr = first_limit(k, [item_id]), expression(None, where)[0]
-        first = await self._similar.wait(item_id, limit, expr)
-        if first is None:
-            raise ItemNotFound(f"no item with id {item_id!r}")
+        first = _found(await self._similar.wait(item_id, *_first_round(item_id, k, where)), item_id)
         hits = first_hits(first, k, threshold=threshold, where=where, exclude=[item_id])
-        if hits is None:
-            rest = partial(search_hits, self.milvus, self.redis, first.query, k,
-                           threshold=threshold, where=where, exclude=[item_id], first=first)  # fmt: skip
-            hits = await asyncio.to_thread(rest)
+        if hits is None:  # some were hidden: Milvus is asked for more
+            hits = await asyncio.to_thread(self._finish, first, item_id, k, threshold, where)
         return hits
+
+    def _finish(
+        self, first: Round, item_id: str, k: int, threshold: float | None, where: Where | None
+    ) -> list[Hit]:
+        """``/similar``'s hits from its first round, asking Milvus for more when needed."""
+        return search_hits(
+            self.milvus, self.redis, first.query, k, threshold=threshold, where=where,
+            exclude=[item_id], first=first,
+        )  # fmt: skip
 
     def item_vector(self, item_id: str) -> np.ndarray:
         """A ready item's stored vector as a 1-row query (else ItemNotFound): from Redis
@@ -287,3 +285,15 @@ def _bare_redis(spec: RemoteSpec) -> RedisMetadata:
     return RedisMetadata(
         uri, namespace=spec.namespace, password=spec._redis_password or redis_password(uri)
     )
+
+
+def _first_round(item_id: str, k: int, where: Where | None) -> tuple[int, str | None]:
+    """(how many results, the Milvus filter) of ``/similar``'s first, batched round."""
+    return first_limit(k, [item_id]), expression(None, where)[0]
+
+
+def _found(first: Round | None, item_id: str) -> Round:
+    """The first round of a ready item (None: not there, being added or removed)."""
+    if first is None:
+        raise ItemNotFound(f"no item with id {item_id!r}")
+    return first

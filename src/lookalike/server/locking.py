@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from ..store.layout import write_lock
 from .limits import Busy
 
-__all__ = ["RWLock", "RemoteReads", "WouldBlock", "exclusive_write"]
+__all__ = ["RWLock", "RemoteReads", "WouldBlock", "exclusive_write", "read_now"]
 
 # How long a write waits for another process's lock on the collection before a 503.
 FILE_LOCK_WAIT = 0.5
@@ -19,6 +22,15 @@ FILE_LOCK_WAIT = 0.5
 
 class WouldBlock(Exception):
     """A non-blocking read found a writer active or waiting."""
+
+
+async def read_now(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a short read on the event loop when no writer holds or awaits the lock
+    (no thread hop: searches take ~1 ms), else in the threadpool, where it may wait."""
+    try:
+        return fn(*args, blocking=False)
+    except WouldBlock:
+        return await run_in_threadpool(fn, *args)
 
 
 class RWLock:

@@ -85,7 +85,8 @@ class RemoteService(Service):
         where: str | None = None,
     ) -> list[dict[str, Any]]:
         """:meth:`similar` on the event loop: the request waits for its batch of concurrent
-        ``/similar`` requests without a thread of the threadpool (``AsyncCoalescer``)."""
+        ``/similar`` requests without a thread of the threadpool (``AsyncCoalescer``), where
+        the embedded service's reads run on the loop or in the threadpool."""
         self._check_k(k)
         flt = self._filter(label, where)
         return self._hits(

@@ -33,16 +33,8 @@ from ..search.where import Where, both, label_where, parse_where
 from ..store.metadata import check_metadata
 from .cleanup import sweep
 from .limits import MemoryBudget, Slots, decode_cost
-from .locking import RWLock, exclusive_write
-from .locking import WouldBlock as WouldBlock  # re-exported: it moved to .locking
-from .security import (
-    EXTENSIONS,
-    IMAGE_MEDIA_TYPES,
-    FetchLimits,
-    safe_fetch,
-    sniff,
-    sniff_image,
-)
+from .locking import RWLock, exclusive_write, read_now
+from .security import EXTENSIONS, IMAGE_MEDIA_TYPES, FetchLimits, safe_fetch, sniff, sniff_image
 from .settings import ServerSettings as ServerSettings  # re-exported
 from .uploads import (
     THUMBS,
@@ -162,6 +154,10 @@ class Service:
         with self.lock.read(blocking):
             vec, slot, _ = self.coll.query_vector("id:" + item_id)
             return self._search(vec, k, threshold, flt, slot)
+
+    async def similar_async(self, *args: Any) -> list[dict[str, Any]]:
+        """:meth:`similar` for the event loop (the route's): here as :func:`read_now`."""
+        return await read_now(self.similar, *args)  # type: ignore[no-any-return]
 
     @staticmethod
     def _filter(label: str | None, where: str | None) -> Where | None:

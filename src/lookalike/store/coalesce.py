@@ -37,7 +37,22 @@ class _Call(Generic[T, R]):
         self.wake = threading.Event()  # set when done, or when it may lead a batch
 
 
-class Coalescer(Generic[T, R]):
+class _Batching(Generic[T, R]):
+    """What both coalescers hold: ``run``, their limits, a lock and the batch count."""
+
+    def __init__(
+        self, run: Callable[[Hashable, list[T]], Sequence[R]], inflight: int, max_items: int
+    ) -> None:
+        if inflight < 1 or max_items < 1:
+            raise ValueError("inflight and max_items must be at least 1")
+        self._run = run
+        self.inflight, self.max_items = inflight, max_items
+        self._lock = threading.Lock()
+        self._running = 0
+        self.batches = 0  # batches run so far (tests and benchmarks read it)
+
+
+class Coalescer(_Batching[T, R]):
     """``coalescer(key, items)`` returns ``run(key, items)``, where ``run`` may be given the
     items of several concurrent calls with that key at once (it returns one result per item,
     in order). An exception from ``run`` is raised in every call it served.
@@ -52,14 +67,8 @@ class Coalescer(Generic[T, R]):
         inflight: int = 2,
         max_items: int = 256,
     ) -> None:
-        if inflight < 1 or max_items < 1:
-            raise ValueError("inflight and max_items must be at least 1")
-        self._run = run
-        self.inflight, self.max_items = inflight, max_items
-        self._lock = threading.Lock()
+        super().__init__(run, inflight, max_items)
         self._queues: dict[Hashable, list[_Call[T, R]]] = {}
-        self._running = 0
-        self.batches = 0  # requests made (tests and benchmarks read it)
 
     def __call__(self, key: Hashable, items: Sequence[T]) -> list[R]:
         call: _Call[T, R] = _Call(items)
@@ -129,7 +138,7 @@ class Coalescer(Generic[T, R]):
             call.wake.set()
 
 
-class AsyncCoalescer(Generic[T, R]):
+class AsyncCoalescer(_Batching[T, R]):
     """:class:`Coalescer` for callers on an asyncio event loop: ``await coalescer(key, item)``
     returns ``run(key, items)``'s result for ``item``. A waiting call holds no thread (a
     server thread per waiting request costs a hand-off each way); each batch runs in a
@@ -144,15 +153,9 @@ class AsyncCoalescer(Generic[T, R]):
         inflight: int = 1,
         max_items: int = 256,
     ) -> None:
-        if inflight < 1 or max_items < 1:
-            raise ValueError("inflight and max_items must be at least 1")
-        self._run = run
-        self.inflight, self.max_items = inflight, max_items
-        self._lock = threading.Lock()  # the state below, when several loops call
+        super().__init__(run, inflight, max_items)  # its lock: for calls from several loops
         self._queues: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
-        self._running = 0
         self._pool: ThreadPoolExecutor | None = None  # made on first use
-        self.batches = 0  # batches run so far (tests and benchmarks read it)
 
     async def __call__(self, key: Hashable, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()

@@ -1,16 +1,14 @@
 """What the route modules share: the wiring ``create_app`` hands them, the API-key
 dependencies, reading uploaded files, and running short reads on the event loop."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from ...errors import ImageRejected, InvalidInput
-from ..locking import WouldBlock
+from ..locking import read_now as read_now  # re-exported: the routes' helper
 from ..metrics import Metrics
 from ..security import check_api_key
 from ..service import ServerSettings, Service
@@ -59,23 +57,6 @@ def access_dependencies(settings: ServerSettings) -> tuple[list[Any], list[Any]]
     read_dep = [Depends(read_access)] if settings.api_key_all else []
     write_dep = [Depends(write_access)]
     return read_dep, write_dep
-
-
-async def read_now(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a short read on the event loop when no writer holds or awaits the lock
-    (no thread hop: searches take ~1 ms), else in the threadpool, where it may wait."""
-    try:
-        return fn(*args, blocking=False)
-    except WouldBlock:
-        return await run_in_threadpool(fn, *args)
-
-
-async def similar_now(service: Any, *args: Any) -> Any:
-    """``/similar``: a replica's requests wait for their batch on the event loop
-    (``RemoteService.similar_async``: no thread each); the embedded service's as
-    :func:`read_now`."""
-    waits = getattr(service, "similar_async", None)
-    return await (waits(*args) if waits is not None else read_now(service.similar, *args))
 
 
 async def read_files(files: list[UploadFile], settings: ServerSettings) -> list[bytes]:

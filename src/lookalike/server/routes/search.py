@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...errors import ImageRejected, InvalidInput
 from ..responses import SafeJSONResponse, errors, image_upload_encoding
-from .common import Wiring, read_files, read_now, similar_now
+from .common import Wiring, read_files, read_now
 
 
 class SearchTerm(BaseModel):
@@ -223,7 +223,7 @@ def add_search_routes(app: FastAPI, wiring: Wiring) -> None:
     ) -> Response:
         """The item's most similar items (the item itself excluded)."""
         start = time.perf_counter()
-        results = await similar_now(service, item_id, k, threshold, label, where)
+        results = await service.similar_async(item_id, k, threshold, label, where)
         return SafeJSONResponse(
             {
                 "query": {"id": item_id},
